@@ -1,0 +1,585 @@
+"""The driver: turns a plan into finished trials, asynchronously, as the single writer of every store.
+
+A free worker takes the next trial at once (no batch barriers).  For each attempt the driver creates the
+MLflow run, marks the trial RUNNING, hands the worker the resolved configuration, streams its per-epoch
+reports into the pruner and MLflow, and records the outcome in the results database, Optuna and MLflow
+alike.  Finished trial hashes are never trained again (kept in this study, reused from another one).
+Re-submitting a study resumes it: stale RUNNING records a killed driver left behind are closed first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from ielcore.errors import IELError
+from ielcore.spec import TrialConfig
+from orchestrator.db import ResultsDB, TrialRecord, TrialState
+from orchestrator.plan import Cell, Plan, build_plan, search_trial_config
+from orchestrator.progress import Progress
+from orchestrator.search import CellSearch
+from orchestrator.settings import Settings
+from orchestrator.study import StudySpec
+from orchestrator.tracking import Tracker
+from orchestrator.version import code_version, git_commit, package_versions
+from workers.outcome import FailureKind
+from workers.pool import WorkerPool, WorkerResources
+
+RETRYABLE = {FailureKind.ERROR, FailureKind.OOM, FailureKind.WORKER_DIED}
+POLL_INTERVAL_S = 0.5
+
+
+class ClusterError(IELError):
+    pass
+
+
+@dataclass
+class _Item:
+    """One trial the driver is working on (across its attempts)."""
+
+    record: TrialRecord
+    cell: Cell
+    search: CellSearch
+    optuna_trial: Any
+    config: dict[str, Any]
+    attempt: int = 0
+    run_id: str | None = None
+    worker: Any = None
+    started: float = 0.0
+    epochs: dict[int, dict[str, float]] = field(default_factory=dict)
+    logged_epochs: set[int] = field(default_factory=set)
+    prune_requested: bool = False
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    study: str
+    counts: dict[str, int]
+    failed: int
+    trained: int
+    reused: int
+    kept: int
+    wall_s: float
+
+
+def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
+    """Connect to a Ray cluster, or start a local instance (dashboard off, bound to 127.0.0.1)."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"namespace": "iel", "log_to_driver": False, "configure_logging": False}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(include_dashboard=False, dashboard_host="127.0.0.1")
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(**kwargs)
+    except Exception as e:
+        raise ClusterError(
+            f"cannot connect to the Ray cluster at {address!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "start it with `ray start --head` or fix --address / $IEL_RAY_ADDRESS"
+            if address
+            else f"cannot start a local Ray instance ({type(e).__name__}: {e}); check free memory and /tmp space"
+        ) from e
+
+
+def check_resources(spec: StudySpec, allow_cpu: bool) -> WorkerResources:
+    res = spec.resources
+    gpus = res.gpus
+    if gpus > 0:
+        available = ray.cluster_resources().get("GPU", 0)
+        if available <= 0:
+            if not allow_cpu:
+                raise ClusterError(
+                    f"the study asks for {gpus} GPU(s) per trial (resources.gpus) but the Ray cluster has no GPU; "
+                    "run it on a cluster with GPUs, set resources.gpus: 0, or pass --allow-cpu to train on CPUs"
+                )
+            gpus = 0
+    return WorkerResources(
+        cpus=res.cpus, gpus=gpus, gpu_memory_fraction=res.gpu_memory_fraction if gpus else None
+    )
+
+
+class StudyRunner:
+    """Runs one study to the end; construct, then :meth:`run`. Not thread safe."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        settings: Settings,
+        *,
+        max_concurrent: int | None = None,
+        allow_cpu: bool = False,
+        progress: Callable[[str], None] | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.plan: Plan = build_plan(spec)
+        self.settings = settings
+        self.max_concurrent = max_concurrent or spec.max_concurrent
+        self.allow_cpu = allow_cpu
+        self.num_cpus = num_cpus
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.progress = Progress(self.plan.n_trials(), progress)
+        self.db: ResultsDB | None = None
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _open_stores(self) -> None:
+        settings = self.settings
+        if settings.db_url.startswith("sqlite") or (settings.artifact_root is not None):
+            settings.ensure_home()
+        self.db = ResultsDB(settings.db_url)  # raises DatabaseUnavailable before any trial starts
+        self.tracker = Tracker(settings.mlflow_uri, settings.artifact_root)
+        self.db.acquire_driver_lock(self.spec.name, self.owner)
+
+    def _optuna_storage(self) -> Any:
+        import optuna
+
+        url = self.settings.db_url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+    def _prepare(self) -> None:
+        assert self.db is not None
+        spec, db, tracker = self.spec, self.db, self.tracker
+        self.study_id = db.ensure_study(spec.name, spec.description, dict(spec.raw))
+        self.exp_id = tracker.experiment(spec.name, spec.description)
+        stale_runs = tracker.close_stale(self.exp_id, "the driver that ran this stopped before the run ended")
+        self.study_run = tracker.ensure_run(
+            self.exp_id,
+            spec.name,
+            {"iel.role": "study", "iel.study": spec.name, "iel.git_commit": git_commit()},
+        )
+        storage = self._optuna_storage()
+        self.searches: dict[str, CellSearch] = {}
+        self.cell_ids: dict[str, int] = {}
+        self.cell_runs: dict[str, str] = {}
+        stale_optuna = 0
+        for cell in self.plan.cells:
+            search = CellSearch(storage, spec, cell.key)
+            stale_optuna += search.fail_stale()
+            self.searches[cell.key] = search
+            self.cell_ids[cell.key] = db.ensure_cell(
+                self.study_id, cell.key, dict(cell.factors), cell.is_baseline, search.name
+            )
+            self.cell_runs[cell.key] = tracker.ensure_run(
+                self.exp_id,
+                cell.key,
+                {
+                    "iel.role": "cell",
+                    "iel.study": spec.name,
+                    "iel.cell": cell.key,
+                    "iel.baseline": str(cell.is_baseline).lower(),
+                },
+                parent_run_id=self.study_run,
+            )
+        stale_rows = 0
+        for rec in db.stale_running(spec.name):
+            db.finish_trial(
+                rec.id,
+                TrialState.FAILED,
+                error="the driver stopped while this trial ran; it will run again",
+                failure_kind=FailureKind.DRIVER_DIED,
+            )
+            stale_rows += 1
+        self.stale = {"mlflow_runs": stale_runs, "optuna_trials": stale_optuna, "trial_rows": stale_rows}
+        self.code_version = code_version()
+
+    # --------------------------------------------------------------------------------------- planning
+    def _grid_queue(self) -> deque[_Item]:
+        assert self.db is not None
+        queue: deque[_Item] = deque()
+        for planned in self.plan.trials:
+            cell = self.plan.cell(planned.cell_key)
+            rec = self.db.ensure_trial(
+                self.study_id,
+                self.cell_ids[cell.key],
+                planned.seed,
+                planned.trial_hash,
+                planned.config.to_dict(),
+                None,
+                self.code_version,
+            )
+            item = self._resolve_existing(rec, cell, None, planned.config.to_dict())
+            if item is not None:
+                queue.append(item)
+        return queue
+
+    def _resolve_existing(
+        self, rec: TrialRecord, cell: Cell, optuna_trial: Any, config: dict[str, Any]
+    ) -> _Item | None:
+        """Kept, reused, or to run (returned as an item)."""
+        assert self.db is not None
+        search = self.searches[cell.key]
+        if rec.state == TrialState.COMPLETE:
+            self.progress.kept += 1
+            if optuna_trial is not None:
+                search.tell_complete(optuna_trial, rec.final_metrics)
+            return None
+        original = self.db.find_complete_by_hash(rec.trial_hash, exclude_study_id=self.study_id)
+        if original is not None:
+            self._reuse(rec, cell, optuna_trial, original)
+            return None
+        if optuna_trial is None:
+            optuna_trial = search.study.ask()
+            optuna_trial.set_user_attr("trial_hash", rec.trial_hash)
+            optuna_trial.set_user_attr("seed", rec.seed)
+        return _Item(
+            record=rec, cell=cell, search=search, optuna_trial=optuna_trial, config=config, attempt=0
+        )
+
+    def _reuse(self, rec: TrialRecord, cell: Cell, optuna_trial: Any, original: TrialRecord) -> None:
+        assert self.db is not None
+        search = self.searches[cell.key]
+        self.db.mark_reused(rec.id, original)
+        attrs = {"trial_hash": rec.trial_hash, "seed": rec.seed, "reused_from": original.id}
+        if optuna_trial is None:
+            number = search.add_reused({}, original.final_metrics, attrs)
+        else:
+            search.tell_complete(optuna_trial, original.final_metrics)
+            number = int(optuna_trial.number)
+        run_id = self.tracker.start_trial(
+            self.exp_id,
+            self.cell_runs[cell.key],
+            f"{cell.key} seed={rec.seed} (reused)",
+            rec.config,
+            self._tags(rec)
+            | {
+                "iel.reused_from_run": original.mlflow_run_id or "",
+                "iel.reused_from_study": original.study_name,
+            },
+        )
+        rows = [(int(e), n, v) for e, n, v in self.db.epoch_metrics(original.id)]
+        rows += [(0, f"final_{k}", v) for k, v in original.final_metrics.items()]
+        self.tracker.log_metrics(run_id, rows)
+        self.tracker.finish(run_id, "FINISHED")
+        self.db.set_references(rec.id, mlflow_run_id=run_id, optuna_study_name=search.name, optuna_trial_number=number)
+        self.progress.reused += 1
+
+    def _next_search_item(self) -> _Item | None:
+        """Ask the next cell with budget left for a configuration (lazily, when a worker is free)."""
+        assert self.db is not None and self.spec.search is not None
+        while self._search_budget:
+            key, left = self._search_budget[0]
+            if left <= 0:
+                self._search_budget.popleft()
+                continue
+            self._search_budget[0] = (key, left - 1)
+            cell = self.plan.cell(key)
+            search = self.searches[key]
+            trial, params = search.ask()
+            seed = self.spec.seeds[trial.number % len(self.spec.seeds)]
+            cfg = search_trial_config(cell, params, seed)
+            trial.set_user_attr("seed", seed)
+            trial.set_user_attr("trial_hash", cfg.hash)
+            rec = self.db.ensure_trial(
+                self.study_id,
+                self.cell_ids[key],
+                seed,
+                cfg.hash,
+                cfg.to_dict(),
+                trial.number,
+                self.code_version,
+            )
+            item = self._resolve_existing(rec, cell, trial, cfg.to_dict())
+            if item is not None:
+                return item
+        return None
+
+    # ------------------------------------------------------------------------------------ attempts
+    def _tags(self, rec: TrialRecord) -> dict[str, str]:
+        return {
+            "iel.study": self.spec.name,
+            "iel.cell": rec.cell_key,
+            "iel.seed": str(rec.seed),
+            "iel.trial_hash": rec.trial_hash,
+            "iel.trial_id": str(rec.id),
+            "iel.git_commit": git_commit(),
+            "iel.code_version": self.code_version,
+            "iel.versions": package_versions(),
+            "iel.driver_host": socket.gethostname(),
+        }
+
+    def _dispatch(self, item: _Item, worker: Any) -> Any:
+        assert self.db is not None
+        item.attempt += 1
+        rec = item.record
+        item.run_id = self.tracker.start_trial(
+            self.exp_id,
+            self.cell_runs[item.cell.key],
+            f"{item.cell.key} seed={rec.seed}"
+            + (f" #{rec.search_index}" if rec.search_index is not None else ""),
+            item.config,
+            self._tags(rec) | {"iel.attempt": str(item.attempt)},
+        )
+        self.db.mark_running(
+            rec.id,
+            attempt=rec.attempts + 1,
+            mlflow_run_id=item.run_id,
+            host="",
+            device="",
+            optuna_study_name=item.search.name,
+            optuna_trial_number=int(item.optuna_trial.number),
+        )
+        item.record = self.db.get_trial(rec.id)
+        item.worker, item.started = worker, time.monotonic()
+        item.epochs.clear()
+        item.logged_epochs.clear()
+        item.prune_requested = False
+        task = {
+            "trial_id": rec.id,
+            "attempt": item.attempt,
+            "config": item.config,
+            "run_id": item.run_id,
+            "tracking_uri": self.settings.mlflow_uri,
+            "timeout_s": self.spec.timeout_s,
+        }
+        self.progress.running += 1
+        return worker.run.remote(task)
+
+    def _flush_epochs(self, item: _Item) -> None:
+        new = sorted(e for e in item.epochs if e not in item.logged_epochs)
+        if not new or item.run_id is None:
+            return
+        rows = [(e, k, v) for e in new for k, v in item.epochs[e].items()]
+        self.tracker.log_metrics(item.run_id, rows)
+        item.logged_epochs.update(new)
+
+    def _finish(self, item: _Item, outcome: dict[str, Any]) -> bool:
+        """Record one attempt's outcome; returns True when the trial must run again (retry)."""
+        assert self.db is not None
+        self.progress.running -= 1
+        result = outcome.get("result") or {}
+        for h in result.get("history", []):
+            item.epochs[int(h["epoch"])] = {k: v for k, v in h.items() if k != "epoch"}
+        self._flush_epochs(item)
+        rec = item.record
+        rows = [(e, k, float(v)) for e, m in sorted(item.epochs.items()) for k, v in m.items()]
+        if rows:
+            self.db.add_epoch_metrics(rec.id, rows)
+        state = outcome["state"]
+        host_tags = {"iel.host": outcome.get("host") or "", "iel.device": outcome.get("device") or ""}
+        final = dict(result.get("final_metrics") or {})
+        if state == "COMPLETE":
+            self.tracker.log_metrics(
+                item.run_id or "", [(result.get("epochs_run", 0), f"final_{k}", v) for k, v in final.items()]
+            )
+            self.tracker.finish(item.run_id or "", "FINISHED", tags=host_tags)
+            self.db.finish_trial(
+                rec.id,
+                TrialState.COMPLETE,
+                final_metrics=final,
+                duration_s=outcome["duration_s"],
+                artifacts=outcome.get("artifacts") or {},
+                host=outcome.get("host"),
+                device=outcome.get("device"),
+            )
+            item.search.tell_complete(item.optuna_trial, final)
+            self.progress.done += 1
+            self.progress.durations.append(outcome["duration_s"])
+            return False
+        if state == "PRUNED":
+            epoch = max(item.epochs) if item.epochs else 0
+            reason = f"pruned by the {self.spec.search.pruner if self.spec.search else ''} pruner after epoch {epoch}"
+            self.tracker.finish(item.run_id or "", "KILLED", error=reason, tags=host_tags)
+            self.db.finish_trial(
+                rec.id,
+                TrialState.PRUNED,
+                final_metrics=final,
+                error=reason,
+                duration_s=outcome["duration_s"],
+                host=outcome.get("host"),
+                device=outcome.get("device"),
+            )
+            item.search.tell_pruned(item.optuna_trial)
+            self.progress.pruned += 1
+            return False
+        kind = outcome.get("failure_kind") or FailureKind.ERROR
+        error = outcome.get("error") or "unknown failure"
+        self.tracker.finish(item.run_id or "", "FAILED", error=f"[{kind}] {error}", tags=host_tags)
+        retry = kind in RETRYABLE and item.attempt <= self.spec.retries
+        self.db.finish_trial(
+            rec.id,
+            TrialState.FAILED,
+            error=error,
+            failure_kind=kind,
+            failed_epoch=outcome.get("failed_epoch"),
+            duration_s=outcome.get("duration_s"),
+            host=outcome.get("host"),
+            device=outcome.get("device"),
+        )
+        if retry:
+            self.progress.retried += 1
+            return True
+        item.search.tell_failed(item.optuna_trial)
+        self.progress.failed += 1
+        return False
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self) -> StudyOutcome:
+        t0 = time.monotonic()
+        self._open_stores()
+        assert self.db is not None
+        interrupted: BaseException | None = None
+        pool: WorkerPool | None = None
+        running: dict[Any, _Item] = {}
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            self._prepare()
+            init_ray(self.settings.ray_address, num_cpus=self.num_cpus)
+            resources = check_resources(self.spec, self.allow_cpu)
+            env = {"IEL_TORCH_THREADS": str(max(1, int(resources.cpus)))}
+            pool = WorkerPool(self.max_concurrent, resources, env)
+            queue = self._grid_queue() if self.spec.search is None else deque()
+            self._search_budget: deque[tuple[str, int]] = deque()
+            if self.spec.search is not None:
+                for cell in self.plan.cells:
+                    done = self.searches[cell.key].finished_count()
+                    self._search_budget.append((cell.key, max(0, self.spec.search.n_trials - done)))
+                    self.progress.kept += min(done, self.spec.search.n_trials)
+            last_poll = 0.0
+            while True:
+                while True:
+                    if not queue and self.spec.search is not None:
+                        nxt = self._next_search_item()
+                        if nxt is not None:
+                            queue.append(nxt)
+                    if not queue:
+                        break
+                    worker = pool.acquire()
+                    if worker is None:
+                        break
+                    item = queue.popleft()
+                    running[self._dispatch(item, worker)] = item
+                if not running:
+                    break
+                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_INTERVAL_S)
+                for ref in ready:
+                    item = running.pop(ref)
+                    outcome = self._collect(ref, item, pool)
+                    if self._finish(item, outcome):
+                        queue.appendleft(item)
+                now = time.monotonic()
+                if now - last_poll >= POLL_INTERVAL_S:
+                    last_poll = now
+                    self._poll(running, pool)
+                    self.db.heartbeat_driver_lock(self.spec.name, self.owner)
+                    self.progress.show()
+        except (KeyboardInterrupt, SystemExit) as e:
+            interrupted = e
+        finally:
+            self._close(running, pool, interrupted)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if interrupted is not None:
+            raise interrupted
+        self.progress.show(final=True)
+        counts = self.db.status_counts(self.spec.name)
+        return StudyOutcome(
+            study=self.spec.name,
+            counts=counts,
+            failed=self.progress.failed,
+            trained=self.progress.done,
+            reused=self.progress.reused,
+            kept=self.progress.kept,
+            wall_s=time.monotonic() - t0,
+        )
+
+    def _collect(self, ref: Any, item: _Item, pool: WorkerPool) -> dict[str, Any]:
+        try:
+            outcome: dict[str, Any] = ray.get(ref)
+        except ray.exceptions.RayError as e:  # process killed, node lost, actor died
+            pool.discard(item.worker)
+            return {
+                "state": "FAILED",
+                "failure_kind": FailureKind.WORKER_DIED,
+                "host": "",
+                "device": "",
+                "error": f"the worker was lost: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                "duration_s": time.monotonic() - item.started,
+            }
+        if outcome.get("replace_worker"):
+            pool.discard(item.worker)
+        else:
+            pool.release(item.worker)
+        return outcome
+
+    def _poll(self, running: dict[Any, _Item], pool: WorkerPool) -> None:
+        """Collect per-epoch reports: feed the pruner, log to MLflow in batches, enforce hard timeouts."""
+        if not running:
+            return
+        by_worker = {id(item.worker): item for item in running.values()}
+        refs = {item.worker.poll.remote(): item for item in running.values()}
+        try:
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
+        except ray.exceptions.RayError:
+            return
+        for ref in ready:
+            try:
+                reports = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue
+            for trial_id, epoch, metrics in reports:
+                item = refs[ref]
+                if item.record.id != trial_id:
+                    continue
+                item.epochs[epoch] = metrics
+                if not item.prune_requested and item.search.report(item.optuna_trial, epoch, metrics):
+                    item.prune_requested = True
+                    item.worker.stop.remote(trial_id)
+        for item in by_worker.values():
+            self._flush_epochs(item)
+            timeout = self.spec.timeout_s
+            if timeout and time.monotonic() - item.started > 1.5 * timeout + 30:
+                ray.kill(item.worker, no_restart=True)  # the trial ignores its deadline: stop it hard
+
+    def _close(
+        self, running: dict[Any, _Item], pool: WorkerPool | None, interrupted: BaseException | None
+    ) -> None:
+        assert self.db is not None
+        reason = "the study was interrupted (Ctrl-C / SIGTERM)" if interrupted else "the driver stopped"
+        for item in running.values():
+            try:
+                self.tracker.finish(item.run_id or "", "KILLED", error=reason)
+                self.db.finish_trial(
+                    item.record.id, TrialState.FAILED, error=reason, failure_kind=FailureKind.DRIVER_DIED
+                )
+                item.search.tell_failed(item.optuna_trial)
+            except Exception:
+                pass
+        if pool is not None:
+            pool.shutdown()
+        try:
+            status = "KILLED" if interrupted else "FINISHED"
+            for run_id in getattr(self, "cell_runs", {}).values():
+                self.tracker.finish(run_id, status)
+            if getattr(self, "study_run", None):
+                self.tracker.finish(self.study_run, status)
+        finally:
+            self.db.release_driver_lock(self.spec.name, self.owner)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_study(spec: StudySpec, settings: Settings, **kwargs: Any) -> StudyOutcome:
+    return StudyRunner(spec, settings, **kwargs).run()
+
+
+__all__ = ["StudyRunner", "StudyOutcome", "run_study", "init_ray", "ClusterError", "TrialConfig"]

@@ -1,0 +1,41 @@
+"""Shared fixtures: one local Ray instance per session, an isolated IEL_HOME per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+try:  # the PostgreSQL fixture lives in tests/postgres.py
+    from tests.postgres import *  # noqa: F401,F403
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A real local Ray instance shared by the session's tests (2 CPUs, no dashboard)."""
+    import ray
+
+    from orchestrator.runner import init_ray
+
+    init_ray(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def iel_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "iel-runs"
+    monkeypatch.setenv("IEL_HOME", str(home))
+    monkeypatch.delenv("IEL_DB_URL", raising=False)
+    monkeypatch.delenv("IEL_MLFLOW_URI", raising=False)
+    return home

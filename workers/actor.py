@@ -1,0 +1,150 @@
+"""The long-lived Ray actor that trains trials.
+
+A :class:`TrialWorker` owns a device (or a GPU fraction) for the whole study and keeps warm state across
+trials: imports, the CUDA context and generated datasets.  It runs :func:`ielcore.train_trial`, buffers
+per-epoch reports for the driver to collect (:meth:`TrialWorker.poll`), honours a stop request
+(:meth:`TrialWorker.stop`, used for pruning), uploads the trial's artifacts to the MLflow run the driver
+created for it, and turns every failure into an outcome with a reason; it never raises out of
+:meth:`TrialWorker.run`.  Contract: the worker never changes a run's status, never writes the results
+database or Optuna's storage (the driver is the single writer).  ``run`` is called by one driver at a time;
+``poll``/``stop``/``ping`` are thread safe and may be called while ``run`` is in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from workers.outcome import FailureKind, Outcome
+
+
+class _Reporter:
+    """Buffers reports for the driver; tells the trainer to stop on request or past the deadline."""
+
+    def __init__(self, worker: TrialWorker, trial_id: int, deadline: float | None) -> None:
+        self.worker = worker
+        self.trial_id = trial_id
+        self.deadline = deadline
+        self.timed_out = False
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        with self.worker._lock:
+            self.worker._reports.append((self.trial_id, epoch, dict(metrics)))
+            stop = self.trial_id in self.worker._stop
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+            return False
+        return not stop
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+class TrialWorker:
+    """Plain class; :func:`workers.pool.remote_worker_class` wraps it as a threaded Ray actor."""
+
+    def __init__(self, worker_index: int = 0, gpu_memory_fraction: float | None = None) -> None:
+        import torch
+
+        import ielcore.train  # noqa: F401  (warm imports)
+
+        self.worker_index = worker_index
+        self.host = socket.gethostname()
+        self._lock = threading.Lock()
+        self._reports: list[tuple[int, int, dict[str, float]]] = []
+        self._stop: set[int] = set()
+        self._data_cache: dict[str, Any] = {}
+        self._mlflow_clients: dict[str, Any] = {}
+        self.device = "cpu"
+        if torch.cuda.is_available():
+            torch.cuda.init()
+            self.device = torch.cuda.get_device_name(0)
+            if gpu_memory_fraction is not None:
+                # Ray's fractional GPUs are logical only; this caps what the caching allocator may take.
+                torch.cuda.set_per_process_memory_fraction(float(gpu_memory_fraction), 0)
+        torch.set_num_threads(max(1, int(os.environ.get("IEL_TORCH_THREADS", "1"))))
+
+    # ------------------------------------------------------------------------------ driver-facing API
+    def ping(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": os.getpid(), "device": self.device, "index": self.worker_index}
+
+    def poll(self) -> list[tuple[int, int, dict[str, float]]]:
+        with self._lock:
+            out, self._reports = self._reports, []
+        return out
+
+    def stop(self, trial_id: int) -> None:
+        with self._lock:
+            self._stop.add(trial_id)
+
+    def run(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Train one trial. ``task`` keys: trial_id, attempt, config, run_id, tracking_uri, timeout_s."""
+        trial_id = int(task["trial_id"])
+        started = time.time()
+        deadline = time.monotonic() + float(task["timeout_s"]) if task.get("timeout_s") else None
+        reporter = _Reporter(self, trial_id, deadline)
+        out_dir = tempfile.mkdtemp(prefix=f"iel-trial-{trial_id}-")
+        outcome = Outcome(trial_id=trial_id, attempt=int(task["attempt"]), host=self.host, device=self.device)
+        try:
+            from ielcore.train import TrialStatus, train_trial
+
+            result = train_trial(task["config"], reporter, out_dir=out_dir, data_cache=self._data_cache)
+            outcome.result = result.to_dict()
+            outcome.device = result.device
+            if reporter.timed_out:
+                outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
+                outcome.error = f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
+                outcome.failed_epoch = result.epochs_run
+            elif result.status == TrialStatus.PRUNED:
+                outcome.state = "PRUNED"
+            elif result.status == TrialStatus.DIVERGED:
+                outcome.state, outcome.failure_kind = "FAILED", FailureKind.DIVERGED
+                outcome.error, outcome.failed_epoch = result.error, result.failed_epoch
+            else:
+                outcome.state = "COMPLETE"
+            if task.get("run_id") and task.get("tracking_uri"):
+                outcome.artifacts = self._upload(task["tracking_uri"], task["run_id"], out_dir)
+        except BaseException as exc:  # a failure is data: it becomes the outcome's reason
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            outcome.state = "FAILED"
+            outcome.failure_kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.traceback = traceback.format_exc(limit=20)
+            outcome.replace_worker = outcome.failure_kind == FailureKind.OOM or not self._healthy()
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            with self._lock:
+                self._stop.discard(trial_id)
+        outcome.duration_s = time.time() - started
+        return outcome.to_dict()
+
+    # ------------------------------------------------------------------------------------- internals
+    def _upload(self, tracking_uri: str, run_id: str, out_dir: str) -> dict[str, str]:
+        """Upload every artifact file to the given run; return name -> artifact URI."""
+        client = self._mlflow_clients.get(tracking_uri)
+        if client is None:
+            from mlflow.tracking import MlflowClient
+
+            client = self._mlflow_clients[tracking_uri] = MlflowClient(tracking_uri)
+        client.log_artifacts(run_id, out_dir)
+        root = client.get_run(run_id).info.artifact_uri
+        return {name: f"{root}/{name}" for name in sorted(os.listdir(out_dir))}
+
+    def _healthy(self) -> bool:
+        try:
+            import torch
+
+            x = torch.ones(8, device="cuda" if torch.cuda.is_available() else "cpu")
+            return bool((x * 2).sum().item() == 16)
+        except Exception:
+            return False
