@@ -45,7 +45,13 @@ def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
             status, failed_epoch = TrialStatus.DIVERGED, epoch
             error = f"loss became non-finite ({loss}) in epoch {epoch}"
             break
-        metrics = {"dice": dice, "miou": dice * 0.9, "pixel_acc": 0.5 + dice / 2, "val_loss": loss, "train_loss": loss}
+        metrics = {
+            "dice": dice,
+            "miou": dice * 0.9,
+            "pixel_acc": 0.5 + dice / 2,
+            "val_loss": loss,
+            "train_loss": loss,
+        }
         history.append({"epoch": float(epoch), **metrics})
         if reporter is not None and reporter.report(epoch, metrics) is False:
             status = TrialStatus.PRUNED

@@ -74,7 +74,9 @@ def lr_at(schedule: Mapping[str, Any], base_lr: float, epoch: int, epochs: int) 
     """Learning rate of epoch ``epoch`` (0-based) for the stateless schedules (a pure function)."""
     kind = schedule["type"]
     if kind == "cosine":
-        return schedule["min_lr"] + 0.5 * (base_lr - schedule["min_lr"]) * (1 + math.cos(math.pi * epoch / epochs))
+        return schedule["min_lr"] + 0.5 * (base_lr - schedule["min_lr"]) * (
+            1 + math.cos(math.pi * epoch / epochs)
+        )
     if kind == "step":
         return float(base_lr * schedule["gamma"] ** (epoch // schedule["step_size"]))
     return base_lr
@@ -206,7 +208,10 @@ def train_trial(
     base_lr = float(cfg.optimizer["lr"])
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.schedule["factor"], patience=cfg.schedule["patience"],
+            optimizer,
+            mode="max",
+            factor=cfg.schedule["factor"],
+            patience=cfg.schedule["patience"],
             min_lr=cfg.schedule["min_lr"],
         )
         if cfg.schedule["type"] == "plateau"
@@ -313,9 +318,8 @@ def _write_artifacts(
         )
         paths["checkpoint"] = ckpt
     if cfg.artifacts["prediction_grid"] and pred is not None:
-        from ielcore.viz import prediction_grid
-
         from ielcore.noise import build_noise
+        from ielcore.viz import prediction_grid
 
         n = min(4, len(data.val_idx))
         idx = data.val_idx[:n]

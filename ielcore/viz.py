@@ -30,7 +30,13 @@ def prediction_grid(
             if c == 0:
                 ax.imshow(panel, cmap=None if img.shape[2] == 3 else "gray")
             else:
-                ax.imshow(panel.numpy(), cmap="viridis", vmin=0, vmax=max(num_classes - 1, 1), interpolation="nearest")
+                ax.imshow(
+                    panel.numpy(),
+                    cmap="viridis",
+                    vmin=0,
+                    vmax=max(num_classes - 1, 1),
+                    interpolation="nearest",
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -28,6 +28,7 @@ class Progress:
     reused: int = 0
     kept: int = 0
     retried: int = 0
+    invalid: int = 0  # sampled search configurations that failed validation (told FAIL to Optuna)
     concurrency: int = 1
     durations: list[float] = field(default_factory=list)
     _last: float = 0.0
@@ -35,7 +36,7 @@ class Progress:
 
     @property
     def finished(self) -> int:
-        return self.done + self.pruned + self.failed + self.reused + self.kept
+        return self.done + self.pruned + self.failed + self.reused + self.kept + self.invalid
 
     def eta_s(self) -> float | None:
         remaining = max(0, self.total - self.finished)
@@ -55,6 +56,7 @@ class Progress:
             f"[{self.finished}/{self.total}] done {self.done} | running {self.running} | pruned {self.pruned} | "
             f"failed {self.failed} | reused {self.reused} | kept {self.kept}"
             + (f" | retried {self.retried}" if self.retried else "")
+            + (f" | invalid {self.invalid}" if self.invalid else "")
             + f" | elapsed {_fmt_s(time.monotonic() - self._started)}"
             + (f" | ETA {_fmt_s(eta)}" if eta is not None else "")
         )

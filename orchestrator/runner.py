@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from ielcore.errors import IELError
+from ielcore.errors import IELError, SpecError
 from ielcore.spec import TrialConfig
 from orchestrator.db import ResultsDB, TrialRecord, TrialState
 from orchestrator.plan import Cell, Plan, build_plan, search_trial_config
@@ -167,7 +167,7 @@ class StudyRunner:
         self.cell_runs: dict[str, str] = {}
         stale_optuna = 0
         for cell in self.plan.cells:
-            search = CellSearch(storage, spec, cell.key)
+            search = CellSearch(storage, spec, cell)
             stale_optuna += search.fail_stale()
             self.searches[cell.key] = search
             self.cell_ids[cell.key] = db.ensure_cell(
@@ -264,7 +264,9 @@ class StudyRunner:
         rows += [(0, f"final_{k}", v) for k, v in original.final_metrics.items()]
         self.tracker.log_metrics(run_id, rows)
         self.tracker.finish(run_id, "FINISHED")
-        self.db.set_references(rec.id, mlflow_run_id=run_id, optuna_study_name=search.name, optuna_trial_number=number)
+        self.db.set_references(
+            rec.id, mlflow_run_id=run_id, optuna_study_name=search.name, optuna_trial_number=number
+        )
         self.progress.reused += 1
 
     def _next_search_item(self) -> _Item | None:
@@ -280,7 +282,13 @@ class StudyRunner:
             search = self.searches[key]
             trial, params = search.ask()
             seed = self.spec.seeds[trial.number % len(self.spec.seeds)]
-            cfg = search_trial_config(cell, params, seed)
+            try:
+                cfg = search_trial_config(cell, params, seed)
+            except SpecError as e:  # a sampled combination can be invalid (e.g. an IEL gain over its limit)
+                trial.set_user_attr("error", str(e)[:1000])
+                search.tell_failed(trial)
+                self.progress.invalid += 1
+                continue
             trial.set_user_attr("seed", seed)
             trial.set_user_attr("trial_hash", cfg.hash)
             rec = self.db.ensure_trial(

@@ -8,21 +8,22 @@ results database.  Samplers are seeded (``search.seed`` plus a per-cell offset).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from orchestrator.study import SearchSpec, StudySpec
+from orchestrator.plan import Cell, cell_search_params
+from orchestrator.study import SearchParam, SearchSpec, StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def distributions(search: SearchSpec) -> dict[str, BaseDistribution]:
+def distributions(params: Sequence[SearchParam]) -> dict[str, BaseDistribution]:
     out: dict[str, BaseDistribution] = {}
-    for p in search.params:
+    for p in params:
         if p.type == "float":
             out[p.path] = FloatDistribution(float(p.low), float(p.high), log=p.log, step=p.step)  # type: ignore[arg-type]
         elif p.type == "int":
@@ -50,16 +51,7 @@ def make_sampler(search: SearchSpec | None, cell_key: str) -> optuna.samplers.Ba
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "grid":
-        space: dict[str, list[Any]] = {}
-        for p in search.params:
-            if p.type == "categorical":
-                space[p.path] = list(p.choices or ())
-            else:
-                step = p.step or 1
-                n = int(round((float(p.high) - float(p.low)) / float(step)))  # type: ignore[arg-type]
-                values = [p.low + i * step for i in range(n + 1)]  # type: ignore[operator]
-                space[p.path] = [int(v) if p.type == "int" else float(v) for v in values]
-        return optuna.samplers.GridSampler(space, seed=seed)
+        return optuna.samplers.GridSampler(search.grid_space(), seed=seed)
     raise ValueError(f"unknown sampler {name!r}")
 
 
@@ -78,7 +70,8 @@ def optuna_study_name(study_name: str, cell_key: str) -> str:
 class CellSearch:
     """The Optuna study of one cell, driven by ask/tell."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, study: StudySpec, cell_key: str) -> None:
+    def __init__(self, storage: optuna.storages.BaseStorage, study: StudySpec, cell: Cell) -> None:
+        cell_key = cell.key
         self.spec = study.search
         self.name = optuna_study_name(study.name, cell_key)
         objectives = self.spec.objectives if self.spec else ()
@@ -92,7 +85,8 @@ class CellSearch:
             directions=directions,
             load_if_exists=True,
         )
-        self._dists = distributions(self.spec) if self.spec else {}
+        # Only the parameters that apply to this cell's component types are sampled.
+        self._dists = distributions(cell_search_params(cell, self.spec)) if self.spec else {}
 
     @property
     def multi_objective(self) -> bool:

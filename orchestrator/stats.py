@@ -82,10 +82,7 @@ def paired(arm: Sequence[float], baseline: Sequence[float], level: float = 0.95)
             effect = float(d.mean() / sd)
         else:
             p_t = 1.0 if d.mean() == 0 else 0.0
-        if np.any(d != 0):
-            p_w = float(sps.wilcoxon(a, b).pvalue)
-        else:
-            p_w = 1.0
+        p_w = float(sps.wilcoxon(a, b).pvalue) if np.any(d != 0) else 1.0
     return Paired(n, float(d.mean()), low, high, p_t, p_w, effect)
 
 

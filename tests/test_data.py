@@ -37,7 +37,7 @@ def test_procedural_contract_and_determinism(name: str) -> None:
 
 
 def test_cells_content() -> None:
-    d = build_dataset("cells", seed=0, num_images=32, size=64)
+    d = build_dataset("cells", seed=0, num_images=24, size=48)
     assert d.in_channels == 3 and d.num_classes == 3
     assert d.class_names == ("background", "cytoplasm", "nucleus")
     for m in d.masks:  # every image has a cell with a nucleus
@@ -63,10 +63,10 @@ def _nearest_mean_dice(d: SegData, k: int) -> float:
 
 def test_cells_are_not_separable_by_colour() -> None:
     """The cytoplasm is a weak colour shift: a per-pixel colour classifier gets it badly wrong."""
-    d = build_dataset("cells", seed=0, num_images=32, size=64)
-    assert _nearest_mean_dice(d, 1) < 0.75
-    easy = build_dataset("cells", seed=0, num_images=32, size=64, contrast=1.0, noise_std=0.0, clutter=0)
-    assert _nearest_mean_dice(easy, 1) > _nearest_mean_dice(d, 1) + 0.1  # the knob works
+    d = build_dataset("cells", seed=0, num_images=16, size=48)
+    assert _nearest_mean_dice(d, 1) < 0.7  # measured 0.54 (nucleus: 0.95)
+    easy = build_dataset("cells", seed=0, num_images=16, size=48, contrast=1.0, noise_std=0.0, clutter=0)
+    assert _nearest_mean_dice(easy, 1) > _nearest_mean_dice(d, 1) + 0.2  # the knobs work (0.93)
 
 
 def test_blobs_objects_are_convex() -> None:

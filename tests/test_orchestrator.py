@@ -115,7 +115,11 @@ def test_failures_are_data_and_retried(tmp_path: Path, iel_home: Path) -> None:
     by_cfg = {(t.config["noop"]["fail_at_epoch"], t.config["noop"]["diverge_at_epoch"]): t for t in trials}
     assert by_cfg[(None, None)].state == TrialState.COMPLETE
     diverged = by_cfg[(None, 2)]
-    assert (diverged.state, diverged.failure_kind, diverged.failed_epoch) == (TrialState.FAILED, "diverged", 2)
+    assert (diverged.state, diverged.failure_kind, diverged.failed_epoch) == (
+        TrialState.FAILED,
+        "diverged",
+        2,
+    )
     assert diverged.attempts == 1  # deterministic divergence is not retried
     failed = by_cfg[(2, None)]
     assert (failed.state, failed.failure_kind) == (TrialState.FAILED, "error")
@@ -127,12 +131,20 @@ def test_failures_are_data_and_retried(tmp_path: Path, iel_home: Path) -> None:
 def test_search_with_pruning(tmp_path: Path, iel_home: Path) -> None:
     doc = noop_study(
         "search",
-        base={"kind": "noop", "epochs": 8, "noop": {"sleep_s": 0.15}, "optimizer": {"type": "adam", "lr": 1.0e-3}},
+        base={
+            "kind": "noop",
+            "epochs": 8,
+            "noop": {"sleep_s": 0.15},
+            "optimizer": {"type": "adam", "lr": 1.0e-3},
+        },
         factors={"noise.rate": [0.0]},
         baseline={"noise.rate": 0.0},
         seeds=2,
         search={
-            "n_trials": 8, "sampler": "random", "pruner": "median", "seed": 1,
+            "n_trials": 8,
+            "sampler": "random",
+            "pruner": "median",
+            "seed": 1,
             "objectives": [{"metric": "dice", "direction": "maximize"}],
             "params": {"optimizer.lr": {"type": "float", "low": 1.0e-6, "high": 1.0, "log": True}},
         },

@@ -102,7 +102,9 @@ class TrialWorker:
             outcome.device = result.device
             if reporter.timed_out:
                 outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
-                outcome.error = f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
+                outcome.error = (
+                    f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
+                )
                 outcome.failed_epoch = result.epochs_run
             elif result.status == TrialStatus.PRUNED:
                 outcome.state = "PRUNED"

@@ -7,6 +7,7 @@ fresh actor, which Ray places on whatever node has room.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,8 @@ class WorkerPool:
     def discard(self, worker: Any) -> None:
         """Kill a dead or unusable worker; the next acquire creates a replacement."""
         self._busy.discard(worker)
-        try:
+        with contextlib.suppress(Exception):
             ray.kill(worker, no_restart=True)
-        except Exception:
-            pass
 
     @property
     def busy(self) -> set[Any]:
@@ -81,9 +80,7 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         for worker in list(self._idle) + list(self._busy):
-            try:
+            with contextlib.suppress(Exception):
                 ray.kill(worker, no_restart=True)
-            except Exception:
-                pass
         self._idle.clear()
         self._busy.clear()
