@@ -7,9 +7,7 @@ configuration: the seed fixes data, label noise, initialisation and data order.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
@@ -18,10 +16,9 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from ielcore.artifacts import CHECKPOINT_FORMAT, load_checkpoint, write_artifacts  # noqa: F401  (re-exported)
 from ielcore.errors import IELError
 from ielcore.spec import TrialConfig, config_hash
-
-CHECKPOINT_FORMAT = 1
 
 
 class Reporter(Protocol):
@@ -145,26 +142,197 @@ def _noisy_labels(cfg: TrialConfig, data: _Data, epoch: int) -> torch.Tensor:
     return smooth_labels(labels, data.num_classes, ls["steps"], ls["dt"])
 
 
+def autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """The network's autocast context: bf16 on CUDA when ``amp``, otherwise a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
+def val_batches(data: _Data, batch_size: int) -> list[list[int]]:
+    """Validation sample indices in evaluation order, ``batch_size`` at a time."""
+    return [data.val_idx[start : start + batch_size] for start in range(0, len(data.val_idx), batch_size)]
+
+
+def score_batch(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """``(per-pixel mean CE, CPU argmax prediction)`` of one validation batch ``(B, C, H, W)`` vs ``(B, H, W)``."""
+    loss = F.cross_entropy(logits.float(), y, reduction="sum").item() / y.numel()
+    return loss, logits.argmax(1).cpu()
+
+
+def val_metrics(
+    scored: list[tuple[float, torch.Tensor]], data: _Data
+) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics of the scored validation batches (see :func:`score_batch`) and the whole prediction."""
+    from ielcore.metrics import segmentation_metrics
+
+    pred = torch.cat([p for _, p in scored])  # (Nval, H, W)
+    metrics = segmentation_metrics(pred, data.clean[data.val_idx], data.num_classes)
+    metrics["val_loss"] = sum(loss for loss, _ in scored) / max(len(scored), 1)
+    return metrics, pred
+
+
 def _evaluate(
     model: torch.nn.Module, data: _Data, device: torch.device, batch_size: int, amp: bool
 ) -> tuple[dict[str, float], torch.Tensor]:
-    from ielcore.metrics import segmentation_metrics
-
     model.eval()
-    preds, losses = [], []
+    scored = []
     with torch.no_grad():
-        for start in range(0, len(data.val_idx), batch_size):
-            idx = data.val_idx[start : start + batch_size]
+        for idx in val_batches(data, batch_size):
             x = data.images[idx].to(device)
             y = data.clean[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            with autocast(device, amp):
                 logits = model(x)
-            losses.append(F.cross_entropy(logits.float(), y, reduction="sum").item() / y.numel())
-            preds.append(logits.argmax(1).cpu())
-    pred = torch.cat(preds)  # (Nval, H, W)
-    metrics = segmentation_metrics(pred, data.clean[data.val_idx], data.num_classes)
-    metrics["val_loss"] = sum(losses) / max(len(losses), 1)
-    return metrics, pred
+            scored.append(score_batch(logits, y))
+    return val_metrics(scored, data)
+
+
+# ---------------------------------------------------------------------------------- one run's state
+@dataclass(eq=False)
+class TrialRun:
+    """The state of one configuration in training, shared by :func:`train_trial` and the fused trainer.
+
+    :meth:`start` builds everything from the configuration in a fixed order (data, IEL, loss, then
+    ``torch.manual_seed(seed)`` and the model, optimizer and schedule), so a run's initial weights and
+    data order depend on its configuration only.  The training step itself (forward, backward,
+    ``optimizer.step()``) belongs to the caller; this class owns the epoch bookkeeping around it.
+    """
+
+    cfg: TrialConfig
+    reporter: Reporter | None
+    device: torch.device
+    amp: bool
+    data: _Data
+    iel: torch.nn.Module
+    loss_fn: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    order_gen: torch.Generator
+    labels: torch.Tensor  # (Ntrain, H, W) training labels of the current epoch
+    t_start: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    status: str = TrialStatus.COMPLETE
+    error: str | None = None
+    failed_epoch: int | None = None
+    timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
+    pred: torch.Tensor | None = None  # (Nval, H, W) latest validation prediction
+    loss_sum: float = 0.0  # sum of batch losses x batch sizes in the current epoch
+    loss_count: int = 0
+
+    @classmethod
+    def start(
+        cls, cfg: TrialConfig, reporter: Reporter | None, data_cache: MutableMapping[str, Any] | None
+    ) -> TrialRun:
+        from ielcore.iel import build_iel
+        from ielcore.losses import build_loss
+        from ielcore.models import build_model
+
+        t_start = time.perf_counter()
+        device = resolve_device(cfg.device)
+        data = _load_data(cfg, data_cache)
+        iel_cfg = dict(cfg.iel)
+        iel = build_iel(iel_cfg.pop("type"), **iel_cfg).to(device)
+        loss_cfg = dict(cfg.loss)
+        loss_fn = build_loss(loss_cfg.pop("type"), data.num_classes, **loss_cfg)
+        torch.manual_seed(cfg.seed)
+        model_cfg = dict(cfg.model)
+        model = build_model(model_cfg.pop("type"), data.images.shape[1], data.num_classes, **model_cfg)
+        model = model.to(device)
+        optimizer = make_optimizer(model.parameters(), cfg.optimizer)
+        sch = cfg.schedule
+        plateau = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=sch["factor"], patience=sch["patience"], min_lr=sch["min_lr"]
+            )
+            if sch["type"] == "plateau"
+            else None
+        )
+        return cls(
+            cfg=cfg,
+            reporter=reporter,
+            device=device,
+            amp=cfg.amp and device.type == "cuda",
+            data=data,
+            iel=iel,
+            loss_fn=loss_fn,
+            model=model,
+            optimizer=optimizer,
+            plateau=plateau,
+            order_gen=torch.Generator().manual_seed(cfg.seed + 1),
+            labels=_noisy_labels(cfg, data, epoch=0),
+            t_start=t_start,
+        )
+
+    @property
+    def running(self) -> bool:
+        """False once the run diverged or its reporter asked it to stop."""
+        return self.status == TrialStatus.COMPLETE
+
+    def begin_epoch(self, epoch: int) -> list[int]:
+        """Set the epoch's learning rate and labels; return its permutation of the training positions."""
+        cfg = self.cfg
+        if self.plateau is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(cfg.schedule, float(cfg.optimizer["lr"]), epoch - 1, cfg.epochs)
+        if cfg.noise.get("resample_each_epoch", False) and epoch > 1:
+            self.labels = _noisy_labels(cfg, self.data, epoch=epoch - 1)
+        self.loss_sum, self.loss_count = 0.0, 0
+        return torch.randperm(len(self.data.train_idx), generator=self.order_gen).tolist()
+
+    def batch(self, perm: list[int], start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CPU training batch at ``perm[start : start + batch_size]``: images ``(B, Cin, H, W)``, labels ``(B, H, W)``."""
+        pos = perm[start : start + self.cfg.batch_size]
+        return self.data.images[[self.data.train_idx[p] for p in pos]], self.labels[pos]
+
+    def training_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``loss(IEL(logits), y)``, the IEL in float32 (logits ``(B, C, H, W)``, labels ``(B, H, W)``)."""
+        return self.loss_fn(self.iel(logits.float()), y)
+
+    def check_loss(self, value: float, epoch: int) -> bool:
+        """True for a finite batch loss; otherwise mark the run diverged in ``epoch`` and return False."""
+        if math.isfinite(value):
+            return True
+        self.status, self.failed_epoch = TrialStatus.DIVERGED, epoch
+        self.error = f"loss became non-finite ({value}) in epoch {epoch}"
+        return False
+
+    def record_loss(self, value: float, batch_size: int) -> None:
+        self.loss_sum += value * batch_size
+        self.loss_count += batch_size
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record the epoch's validation ``metrics``, step a plateau schedule and report; False = stop."""
+        metrics["train_loss"] = self.loss_sum / max(self.loss_count, 1)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.plateau is not None:
+            self.plateau.step(metrics["dice"])
+        self.history.append({"epoch": float(epoch), **metrics})
+        if self.reporter is not None and self.reporter.report(epoch, metrics) is False:
+            self.status = TrialStatus.PRUNED
+            return False
+        return True
+
+    def result(self, out_dir: str | None = None, **timings: float) -> TrialResult:
+        """The run's :class:`TrialResult` (extra ``timings`` added), with its artifacts in ``out_dir``."""
+        history = self.history
+        device = self.device
+        artifacts: dict[str, str] = {}
+        result = TrialResult(
+            status=self.status,
+            config=self.cfg.to_dict(),
+            trial_hash=self.cfg.hash,
+            final_metrics={k: v for k, v in history[-1].items() if k != "epoch"} if history else {},
+            best_metrics=dict(max(history, key=lambda h: h["dice"])) if history else {},
+            history=history,
+            epochs_run=len(history),
+            device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            timings={**self.timings, "total_s": time.perf_counter() - self.t_start, **timings},
+            artifacts=artifacts,
+            error=self.error,
+            failed_epoch=self.failed_epoch,
+        )
+        if out_dir is not None:
+            artifacts.update(write_artifacts(out_dir, self.cfg, self.model, self.data, self.pred, result))
+        return result
 
 
 # ----------------------------------------------------------------------------------------- the trainer
@@ -187,164 +355,30 @@ def train_trial(
         from ielcore.noop import run_noop
 
         return run_noop(cfg, reporter)
-    t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
-    amp = cfg.amp and device.type == "cuda"
-
-    from ielcore.iel import build_iel
-    from ielcore.losses import build_loss
-    from ielcore.models import build_model
-
-    data = _load_data(cfg, data_cache)
-    iel_cfg = dict(cfg.iel)
-    iel = build_iel(iel_cfg.pop("type"), **iel_cfg).to(device)
-    loss_cfg = dict(cfg.loss)
-    loss_fn = build_loss(loss_cfg.pop("type"), data.num_classes, **loss_cfg)
-
-    torch.manual_seed(cfg.seed)
-    model_cfg = dict(cfg.model)
-    model = build_model(model_cfg.pop("type"), data.images.shape[1], data.num_classes, **model_cfg).to(device)
-    optimizer = make_optimizer(model.parameters(), cfg.optimizer)
-    base_lr = float(cfg.optimizer["lr"])
-    plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="max",
-            factor=cfg.schedule["factor"],
-            patience=cfg.schedule["patience"],
-            min_lr=cfg.schedule["min_lr"],
-        )
-        if cfg.schedule["type"] == "plateau"
-        else None
-    )
-    order_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    labels = _noisy_labels(cfg, data, epoch=0)
-    resample = bool(cfg.noise.get("resample_each_epoch", False))
-
-    history: list[dict[str, float]] = []
-    status, error, failed_epoch = TrialStatus.COMPLETE, None, None
-    train_s = eval_s = 0.0
-    pred = None
+    run = TrialRun.start(cfg, reporter, data_cache)
+    model, optimizer, device = run.model, run.optimizer, run.device
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        if plateau is None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg.schedule, base_lr, epoch - 1, cfg.epochs)
-        if resample and epoch > 1:
-            labels = _noisy_labels(cfg, data, epoch=epoch - 1)
+        perm = run.begin_epoch(epoch)
         model.train()
-        perm = torch.randperm(len(data.train_idx), generator=order_gen).tolist()
-        total, count = 0.0, 0
         for start in range(0, len(perm), cfg.batch_size):
-            pos = perm[start : start + cfg.batch_size]
-            x = data.images[[data.train_idx[p] for p in pos]].to(device)  # (B, Cin, H, W)
-            y = labels[pos].to(device)  # (B, H, W)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)  # (B, C, H, W)
-            loss = loss_fn(iel(logits.float()), y)
-            if not torch.isfinite(loss):
-                status, failed_epoch = TrialStatus.DIVERGED, epoch
-                error = f"loss became non-finite ({loss.item()}) in epoch {epoch}"
+            x, y = run.batch(perm, start)
+            with autocast(device, run.amp):
+                logits = model(x.to(device))  # (B, C, H, W)
+            loss = run.training_loss(logits, y.to(device))
+            value = loss.item()
+            if not run.check_loss(value, epoch):
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(pos)
-            count += len(pos)
-        train_s += time.perf_counter() - t0
-        if status == TrialStatus.DIVERGED:
+            run.record_loss(value, len(y))
+        run.timings["train_s"] += time.perf_counter() - t0
+        if not run.running:
             break
         t1 = time.perf_counter()
-        metrics, pred = _evaluate(model, data, device, cfg.batch_size, amp)
-        eval_s += time.perf_counter() - t1
-        metrics["train_loss"] = total / max(count, 1)
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
-        if plateau is not None:
-            plateau.step(metrics["dice"])
-        history.append({"epoch": float(epoch), **metrics})
-        if reporter is not None and reporter.report(epoch, metrics) is False:
-            status = TrialStatus.PRUNED
+        metrics, run.pred = _evaluate(model, run.data, device, cfg.batch_size, run.amp)
+        run.timings["eval_s"] += time.perf_counter() - t1
+        if not run.end_epoch(epoch, metrics):
             break
-
-    final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
-    best = max(history, key=lambda h: h["dice"]) if history else {}
-    artifacts: dict[str, str] = {}
-    result = TrialResult(
-        status=status,
-        config=cfg.to_dict(),
-        trial_hash=cfg.hash,
-        final_metrics=final,
-        best_metrics=dict(best),
-        history=history,
-        epochs_run=len(history),
-        device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        timings={"train_s": train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start},
-        artifacts=artifacts,
-        error=error,
-        failed_epoch=failed_epoch,
-    )
-    if out_dir is not None:
-        artifacts.update(_write_artifacts(out_dir, cfg, model, data, pred, result))
-    return result
-
-
-def _write_artifacts(
-    out_dir: str,
-    cfg: TrialConfig,
-    model: torch.nn.Module,
-    data: _Data,
-    pred: torch.Tensor | None,
-    result: TrialResult,
-) -> dict[str, str]:
-    os.makedirs(out_dir, exist_ok=True)
-    paths: dict[str, str] = {}
-    config_path = os.path.join(out_dir, "config.json")
-    with open(config_path, "w") as f:
-        json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
-    paths["config"] = config_path
-    if cfg.artifacts["checkpoint"]:
-        ckpt = os.path.join(out_dir, "checkpoint.pt")
-        torch.save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": cfg.to_dict(),
-                "trial_hash": cfg.hash,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "final_metrics": result.final_metrics,
-                "in_channels": int(data.images.shape[1]),
-                "num_classes": data.num_classes,
-            },
-            ckpt,
-        )
-        paths["checkpoint"] = ckpt
-    if cfg.artifacts["prediction_grid"] and pred is not None:
-        from ielcore.noise import build_noise
-        from ielcore.viz import prediction_grid
-
-        n = min(4, len(data.val_idx))
-        idx = data.val_idx[:n]
-        # Validation labels are never noised for training or scoring; the grid shows what the noise model
-        # would have done to them, beside the clean truth and the prediction.
-        noise_cfg = dict(cfg.noise)
-        params = {k: v for k, v in noise_cfg.items() if k not in ("type", "rate")}
-        noise = build_noise(noise_cfg["type"], noise_cfg["rate"], data.num_classes, cfg.seed, **params)
-        noisy = torch.stack([noise(data.clean[i], i) for i in idx])
-        grid = os.path.join(out_dir, "predictions.png")
-        prediction_grid(grid, data.images[idx], noisy, data.clean[idx], pred[:n], data.num_classes)
-        paths["prediction_grid"] = grid
-    result_path = os.path.join(out_dir, "result.json")
-    paths["result"] = result_path
-    with open(result_path, "w") as f:
-        json.dump({**result.to_dict(), "artifacts": {**result.artifacts, **paths}}, f, indent=2)
-    return paths
-
-
-def load_checkpoint(path: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model of a self-describing checkpoint (loaded with ``weights_only=True``)."""
-    from ielcore.models import build_model
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model_cfg = dict(ckpt["config"]["model"])
-    model = build_model(model_cfg.pop("type"), ckpt["in_channels"], ckpt["num_classes"], **model_cfg)
-    model.load_state_dict(ckpt["state_dict"])
-    return model, ckpt
+    return run.result(out_dir)

@@ -75,7 +75,7 @@ class CellSearch:
         self.spec = study.search
         self.name = optuna_study_name(study.name, cell_key)
         objectives = self.spec.objectives if self.spec else ()
-        directions = [o.direction for o in objectives] or ["maximize"]
+        directions: list[Any] = [o.direction for o in objectives] or ["maximize"]
         self.metrics = [o.metric for o in objectives] or ["dice"]
         self.study = optuna.create_study(
             storage=storage,
@@ -118,8 +118,8 @@ class CellSearch:
         trial.report(float(value), step=epoch)
         return bool(trial.should_prune())
 
-    def tell_complete(self, trial: optuna.trial.Trial | int, metrics: Mapping[str, float]) -> None:
-        values = [float(metrics.get(m, float("nan"))) for m in self.metrics]
+    def tell_complete(self, trial: optuna.trial.Trial | int, metrics: Mapping[str, float | None]) -> None:
+        values = [float(v) if (v := metrics.get(m)) is not None else float("nan") for m in self.metrics]
         if any(v != v for v in values):
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         else:

@@ -37,7 +37,7 @@ class Paired:
     effect_size: float | None  # Cohen's d_z
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float | None, float | None]:
+def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float | None, float | None]:
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return None, None
@@ -46,7 +46,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float | No
 
 
 def bootstrap_interval(
-    values: Sequence[float], level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    values: Sequence[float] | np.ndarray, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float | None, float | None]:
     x = np.asarray(values, dtype=float)
     if len(x) < 2:

@@ -1,0 +1,267 @@
+"""Figures of a study report (matplotlib, Agg backend, PNG).
+
+Each function writes one PNG and returns True, or returns False without writing when the study has
+nothing to show for it (no ``noise.rate`` factor, a single epoch, no searched parameter, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator.report.tables import CellStat, StudyData, direction, fmt_value, label, values
+from orchestrator.stats import t_interval
+
+MAX_PANELS = 6  # rows / cells shown as separate panels; the rest are left out (the tables have them)
+_DPI = 80
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    _plt().close(fig)
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    if isinstance(v, bool) or v is None:
+        return (2, str(v))
+    if isinstance(v, int | float):
+        return (0, v)
+    return (1, str(v))
+
+
+def factor_values(data: StudyData, factor: str) -> list[Any]:
+    """The distinct values ``factor`` takes over the study's cells, sorted (cells without it left out)."""
+    seen: dict[str, Any] = {}
+    for c in data.cells:
+        if factor in c.factors:
+            seen.setdefault(fmt_value(c.factors[factor]), c.factors[factor])
+    return sorted(seen.values(), key=_sort_key)
+
+
+def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path: str | Path) -> bool:
+    """Mean of each metric against a numeric factor, one line per series with its 95 % CI band.
+
+    A series is a set of cells equal on every other factor.  Cells without the factor (the baseline
+    arm's cells for ``iel.steps``) are drawn as dashed horizontal lines with their band.
+    """
+    xs = factor_values(data, factor)
+    if len(xs) < 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs):
+        return False
+    plt = _plt()
+    metrics = list(data.metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    by = {(s.cell, s.metric): s for s in stats}
+    # Colour by arm when the factor separates rows (noise.rate), else by row (iel.steps within an arm);
+    # the cells without the factor are dashed lines in their row's colour.
+    colour_keys = list(dict.fromkeys(c.arm if f"{factor}=" in c.row else c.row for c in data.cells))
+    for ax, metric in zip(axes[0], metrics):
+        series: dict[str, tuple[str, list[tuple[float, CellStat]]]] = {}
+        flat: list[tuple[str, str, CellStat]] = []
+        for c in data.cells:
+            s = by.get((c.key, metric))
+            if s is None:
+                continue
+            rest = label(c.factors, [p for p in data.factor_order if p != factor]) or "all"
+            ckey = c.arm if f"{factor}=" in c.row else c.row
+            if factor in c.factors:
+                series.setdefault(rest, (ckey, []))[1].append((float(c.factors[factor]), s))
+            else:
+                flat.append((rest, ckey, s))
+        for name, (ckey, pts) in series.items():
+            pts.sort(key=lambda p: p[0])
+            x = np.array([p[0] for p in pts])
+            y = np.array([p[1].mean for p in pts])
+            color = f"C{colour_keys.index(ckey) % 10}"
+            ax.plot(x, y, "o-", color=color, label=name, lw=1.5, ms=4)
+            lo = np.array([p[1].ci_low if p[1].ci_low is not None else np.nan for p in pts], dtype=float)
+            hi = np.array([p[1].ci_high if p[1].ci_high is not None else np.nan for p in pts], dtype=float)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        for name, ckey, s in flat:
+            color = f"C{colour_keys.index(ckey) % 10}"
+            ax.axhline(s.mean, color=color, ls="--", lw=1.2, label=name)
+            if s.ci_low is not None and s.ci_high is not None:
+                ax.axhspan(s.ci_low, s.ci_high, color=color, alpha=0.08, lw=0)
+        ax.set_xlabel(factor)
+        ax.set_ylabel(f"{metric} ({'higher' if direction(metric) == 'maximize' else 'lower'} is better)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        axes[0][-1].legend(handles, labels, fontsize=7, loc="best")
+    fig.suptitle(f"{data.name}: final metrics vs {factor} (mean over seeds, 95 % CI)", fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def default_heatmap_factors(data: StudyData) -> tuple[str, str] | None:
+    """The first two factors (study order) that take at least two values, or None."""
+    varied = [p for p in data.factor_order if len({fmt_value(c.factors.get(p, "–")) for c in data.cells}) > 1]
+    return (varied[0], varied[1]) if len(varied) >= 2 else None
+
+
+def plot_heatmap(data: StudyData, metric: str, x: str, y: str, path: str | Path) -> bool:
+    """Mean ``metric`` over all finished trials of the cells with each pair of values of ``x`` and ``y``
+    (pooled over the other factors; ``–`` where a cell does not have the factor)."""
+    from ielcore.errors import IELError
+
+    for f in (x, y):
+        if f not in data.factor_order:
+            raise IELError(
+                f"heatmap factor {f!r} is not a factor of study {data.name!r}; its factors: "
+                f"{list(data.factor_order)}"
+            )
+    pooled: dict[tuple[str, str], list[float]] = {}
+    for c in data.cells:
+        key = (fmt_value(c.factors.get(x, "–")), fmt_value(c.factors.get(y, "–")))
+        pooled.setdefault(key, []).extend(values(c, metric))
+    xs = sorted({k[0] for k in pooled}, key=lambda v: _sort_key(_num(v)))
+    ys = sorted({k[1] for k in pooled}, key=lambda v: _sort_key(_num(v)))
+    if len(xs) * len(ys) < 2:
+        return False
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (vx, vy), vals in pooled.items():
+        if vals:
+            grid[ys.index(vy), xs.index(vx)] = float(np.mean(vals))
+    if np.all(np.isnan(grid)):
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.2 * len(xs) + 2.5, 0.7 * len(ys) + 1.8))
+    cmap = "viridis" if direction(metric) == "maximize" else "viridis_r"
+    im = ax.imshow(grid, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not math.isnan(grid[i, j]):
+                bright = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.6
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if bright != (cmap == "viridis_r") else "white",
+                )
+    fig.colorbar(im, ax=ax, label=metric)
+    ax.set_title(f"{data.name}: mean final {metric}", fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def _num(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+Curves = Mapping[str, Mapping[str, Sequence[Sequence[tuple[int, float]]]]]
+"""cell key -> metric -> one ``[(epoch, value), ...]`` list per trial."""
+
+
+def plot_training_curves(data: StudyData, curves: Curves, metrics: Sequence[str], path: str | Path) -> bool:
+    """Per-epoch ``metrics`` of each cell (mean over its trials, 95 % t band), one panel row per report
+    row (at most :data:`MAX_PANELS`), one line per arm."""
+    present = [m for m in metrics if any(len(v) > 1 for c in curves.values() for v in c.get(m, []))]
+    if not present:
+        return False
+    rows = data.rows[:MAX_PANELS]
+    arms = list(dict.fromkeys(c.arm for c in data.cells))
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(
+        len(rows), len(present), figsize=(4.5 * len(present), 2.8 * len(rows)), squeeze=False
+    )
+    for r, row in enumerate(rows):
+        for m, metric in enumerate(present):
+            ax = axes[r][m]
+            for cell in (c for c in data.cells if c.row == row):
+                per_trial = [dict(t) for t in curves.get(cell.key, {}).get(metric, []) if t]
+                epochs = sorted({e for t in per_trial for e in t})
+                if not epochs:
+                    continue
+                mean, lo, hi = [], [], []
+                for e in epochs:
+                    vals = [t[e] for t in per_trial if e in t and math.isfinite(t[e])]
+                    mean.append(float(np.mean(vals)) if vals else np.nan)
+                    low, high = t_interval(vals) if len(vals) > 1 else (None, None)
+                    lo.append(np.nan if low is None else low)
+                    hi.append(np.nan if high is None else high)
+                color = f"C{arms.index(cell.arm) % 10}"
+                ax.plot(epochs, mean, "-", color=color, label=cell.arm, lw=1.5)
+                ax.fill_between(epochs, lo, hi, color=color, alpha=0.15, lw=0)
+            ax.set_title(f"{row}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+            if r == 0 and m == len(present) - 1:
+                ax.legend(fontsize=7)
+    fig.suptitle(f"{data.name}: training curves (mean over seeds, 95 % CI)", fontsize=10)
+    _save(fig, path)
+    return True
+
+
+def plot_importances(importances: Mapping[str, Mapping[str, float]], path: str | Path) -> bool:
+    """Optuna's parameter importances, one horizontal bar panel per cell (at most :data:`MAX_PANELS`)."""
+    items = [(k, v) for k, v in importances.items() if v][:MAX_PANELS]
+    if not items:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(4.2 * len(items), 0.5 * max(len(v) for _, v in items) + 1.6), squeeze=False
+    )
+    for ax, (cell, imp) in zip(axes[0], items):
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names], color="C0")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (fANOVA)")
+        ax.set_title(cell, fontsize=8)
+    fig.suptitle("Optuna parameter importances per cell", fontsize=10)
+    _save(fig, path)
+    return True
+
+
+Front = tuple[Sequence[Sequence[float]], Sequence[Sequence[float]]]
+"""(values of every complete trial, values of the Pareto-optimal trials)."""
+
+
+def plot_pareto(fronts: Mapping[str, Front], objectives: Sequence[str], path: str | Path) -> bool:
+    """The first two objectives of every complete trial, Pareto-optimal trials highlighted, per cell."""
+    items = [(k, v) for k, v in fronts.items() if len(v[0]) > 0][:MAX_PANELS]
+    if not items or len(objectives) < 2:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(items), figsize=(4.2 * len(items), 3.6), squeeze=False)
+    for ax, (cell, (all_vals, best)) in zip(axes[0], items):
+        a = np.asarray(all_vals, dtype=float)
+        ax.scatter(a[:, 0], a[:, 1], s=14, color="0.6", label="trials")
+        if len(best):
+            b = np.asarray(sorted(best), dtype=float)
+            ax.plot(b[:, 0], b[:, 1], "o-", color="C3", ms=5, label="Pareto front")
+        ax.set_xlabel(objectives[0])
+        ax.set_ylabel(objectives[1])
+        ax.set_title(cell, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Pareto fronts (first two objectives)", fontsize=10)
+    _save(fig, path)
+    return True
