@@ -33,6 +33,7 @@ import io
 import logging
 import math
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ class RunStats:
     steady_s: float | None  # per trial, first to last completion
     cpu_s: float  # driver process CPU
     phases: dict[str, float] = field(default_factory=dict)  # platform only: time inside each driver method
+    worker_s: float | None = None  # platform only: median time a worker held a trial (its duration_s)
 
     @property
     def per_trial_s(self) -> float:
@@ -120,7 +122,9 @@ def run_platform(
 
     with tempfile.TemporaryDirectory(prefix="iel-bench-") as home:
         spec = parse_study(noop_study(f"bench-{mode}-{trials}", trials, mode, epochs, concurrency))
-        settings = Settings.resolve(home=home, db=f"sqlite:///{home}/iel.db", mlflow=f"sqlite:///{home}/mlflow.db")
+        settings = Settings.resolve(
+            home=home, db=f"sqlite:///{home}/iel.db", mlflow=f"sqlite:///{home}/mlflow.db"
+        )
         runner = StudyRunner(spec, settings, max_concurrent=concurrency)
         totals: dict[str, float] = {}
         finished: list[float] = []
@@ -137,6 +141,7 @@ def run_platform(
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if outcome.trained != trials or outcome.failed:
             raise RuntimeError(f"expected {trials} trained trials, got {outcome}")
+        durations = [t.duration_s for t in runner.db.trials(spec.name) if t.duration_s is not None]
         report = None
         if prof is not None:
             out = io.StringIO()
@@ -146,7 +151,8 @@ def run_platform(
                               r"|sqlite3.Connection|mlflow/tracking/client\.py)", 15)  # fmt: skip
             report = out.getvalue()
     steady = (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else None
-    return RunStats(f"platform ({mode})", trials, wall, steady, cpu, totals), report
+    stats = RunStats(f"platform ({mode})", trials, wall, steady, cpu, totals, statistics.median(durations))
+    return stats, report
 
 
 def _noop_metrics(lr: float, epoch: int) -> dict[str, float]:
@@ -190,7 +196,9 @@ def run_ray_tune(trials: int, epochs: int, concurrency: int, reuse_actors: bool)
                 verbose=0,
                 callbacks=[
                     MLflowLoggerCallback(
-                        tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment_name="bench", save_artifact=False
+                        tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                        experiment_name="bench",
+                        save_artifact=False,
                     ),
                     _Completions(),
                 ],
@@ -223,17 +231,23 @@ def print_comparison(rows: list[RunStats], reference: RunStats | None) -> None:
 
 
 def print_phases(rows: list[RunStats]) -> None:
-    print("\nplatform driver: time inside each driver method, ms per trial (remainder = waiting on workers)")
-    print(f"{'run':28s}" + "".join(f"{p.strip('_'):>17s}" for p in PHASES) + f"{'remainder':>11s}")
+    print("\nplatform driver: time inside each driver method, ms per trial (remainder = waiting on workers);")
+    print("worker = median time a worker held one trial (train + artifact upload)")
+    print(
+        f"{'run':28s}" + "".join(f"{p.strip('_'):>17s}" for p in PHASES) + f"{'remainder':>11s}{'worker':>9s}"
+    )
     for r in rows:
         inside = sum(r.phases.values())
         cells = "".join(f"{1000 * r.phases.get(p, 0.0) / r.trials:17.2f}" for p in PHASES)
-        print(f"{r.side + f' N={r.trials}':28s}{cells}{1000 * (r.wall_s - inside) / r.trials:11.2f}")
+        print(f"{r.side + f' N={r.trials}':28s}{cells}{1000 * (r.wall_s - inside) / r.trials:11.2f}"
+              f"{_ms(r.worker_s):>9s}")  # fmt: skip
 
 
 def print_scale(rows: list[RunStats]) -> None:
     print("\ndriver time per trial vs study size (platform, no-op trials)")
-    print(f"{'N':>6s}{'wall s':>10s}{'wall ms/trial':>15s}{'steady ms/trial':>17s}{'driver CPU ms/trial':>21s}")
+    print(
+        f"{'N':>6s}{'wall s':>10s}{'wall ms/trial':>15s}{'steady ms/trial':>17s}{'driver CPU ms/trial':>21s}"
+    )
     for r in rows:
         print(
             f"{r.trials:6d}{r.wall_s:10.2f}{1000 * r.per_trial_s:15.1f}{_ms(r.steady_s):>17s}"
@@ -248,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--modes", default="grid,search", help="platform study shapes: grid, search (comma list)")
     ap.add_argument("--skip-tune", action="store_true", help="platform side only")
-    ap.add_argument("--tune-reuse-actors", action="store_true", help="also run Ray Tune with reuse_actors=True")
+    ap.add_argument(
+        "--tune-reuse-actors", action="store_true", help="also run Ray Tune with reuse_actors=True"
+    )
     ap.add_argument("--scale", action="store_true", help="also time the platform (grid) at --scale-sizes")
     ap.add_argument("--scale-sizes", default="100,1000,5000")
     ap.add_argument("--profile", action="store_true", help="cProfile the platform driver (first mode)")

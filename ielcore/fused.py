@@ -275,11 +275,10 @@ def _train_step(group: _Group, perms: Sequence[list[int]], start: int, epoch: in
     device, amp = runs[0].device, runs[0].amp
     batches = [run.batch(perm, start) for run, perm in zip(runs, perms)]
     x = torch.stack([images for images, _ in batches]).to(device)  # (M, B, Cin, H, W)
+    y = torch.stack([labels for _, labels in batches]).to(device)  # (M, B, H, W)
     with autocast(device, amp):
         logits = group.stack(x)  # (M, B, C, H, W)
-    losses = [
-        run.training_loss(logits[m], y.to(device)) for m, (run, (_, y)) in enumerate(zip(runs, batches))
-    ]
+    losses = [run.training_loss(logits[m], y[m]) for m, run in enumerate(runs)]
     values = torch.stack([loss.detach() for loss in losses]).tolist()
     healthy = [m for m, (run, value) in enumerate(zip(runs, values)) if run.check_loss(value, epoch)]
     if healthy:
@@ -288,7 +287,7 @@ def _train_step(group: _Group, perms: Sequence[list[int]], start: int, epoch: in
         group.stack.load_grads(healthy)
         for m in healthy:
             runs[m].optimizer.step()
-            runs[m].record_loss(values[m], len(batches[m][1]))
+            runs[m].record_loss(values[m], y.shape[1])
     return [m for m in range(len(runs)) if m not in healthy]
 
 
@@ -302,10 +301,11 @@ def _evaluate(group: _Group) -> list[tuple[dict[str, float], Tensor]]:
     with torch.no_grad():
         for b in range(len(batches[0])):
             x = torch.stack([run.data.images[idx[b]] for run, idx in zip(runs, batches)]).to(device)
+            y = torch.stack([run.data.clean[idx[b]] for run, idx in zip(runs, batches)]).to(device)
             with autocast(device, amp):
                 logits = group.stack(x)  # (M, B, C, H, W)
-            for m, (run, idx) in enumerate(zip(runs, batches)):
-                scored[m].append(score_batch(logits[m], run.data.clean[idx[b]].to(device)))
+            for m in range(len(runs)):
+                scored[m].append(score_batch(logits[m], y[m]))
     return [val_metrics(s, run.data) for s, run in zip(scored, runs)]
 
 

@@ -9,6 +9,7 @@ Re-submitting a study resumes it: stale RUNNING records a killed driver left beh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,13 +17,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import optuna
 import ray
+from sqlalchemy import exc as sa_exc
 
 from ielcore.errors import IELError, SpecError
 from ielcore.spec import TrialConfig
-from orchestrator.db import ResultsDB, TrialRecord, TrialState
+from orchestrator.db import DriverLocked, ResultsDB, TrialRecord, TrialState
+from orchestrator.db.engine import (
+    DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_BACKOFF_S,
+    MAX_RETRY_DELAY_S,
+    is_transient,
+)
 from orchestrator.plan import Cell, Plan, build_plan, search_trial_config
 from orchestrator.progress import Progress
 from orchestrator.search import CellSearch
@@ -35,6 +44,11 @@ from workers.pool import WorkerPool, WorkerResources
 
 RETRYABLE = {FailureKind.ERROR, FailureKind.OOM, FailureKind.WORKER_DIED}
 POLL_INTERVAL_S = 0.5
+HARD_TIMEOUT_GRACE_S = 30.0  # a trial past 1.5 * timeout_s + this ignored its deadline: its worker is killed
+WORKER_START_TIMEOUT_S = 300.0  # trials waiting and no worker could start for this long: ClusterError
+WORKER_START_FAILURES = 3  # workers in a row that died while starting: ClusterError
+
+T = TypeVar("T")
 
 
 class ClusterError(IELError):
@@ -57,6 +71,7 @@ class _Item:
     epochs: dict[int, dict[str, float]] = field(default_factory=dict)
     logged_epochs: set[int] = field(default_factory=set)
     prune_requested: bool = False
+    hard_killed: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,8 +92,8 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     kwargs: dict[str, Any] = {"namespace": "iel", "log_to_driver": False, "configure_logging": False}
     if address:
         kwargs["address"] = address
-    else:
-        kwargs.update(include_dashboard=False, dashboard_host="127.0.0.1")
+    else:  # "local": a new instance, never a cluster that `ray start` left in /tmp/ray/ray_current_cluster
+        kwargs.update(address="local", include_dashboard=False, dashboard_host="127.0.0.1")
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
     try:
@@ -139,7 +154,13 @@ class StudyRunner:
             settings.ensure_home()
         self.db = ResultsDB(settings.db_url)  # raises DatabaseUnavailable before any trial starts
         self.tracker = Tracker(settings.mlflow_uri, settings.artifact_root)
-        self.db.acquire_driver_lock(self.spec.name, self.owner)
+        try:
+            self.db.acquire_driver_lock(self.spec.name, self.owner)
+        except DriverLocked as e:
+            if not _owner_is_dead(e.owner):
+                raise
+            # The holder was a driver on this host whose process is gone (killed): take its lock over.
+            self.db.acquire_driver_lock(self.spec.name, self.owner, stale_after_s=0)
 
     def _optuna_storage(self) -> Any:
         import optuna
@@ -225,16 +246,16 @@ class StudyRunner:
         if rec.state == TrialState.COMPLETE:
             self.progress.kept += 1
             if optuna_trial is not None:
-                search.tell_complete(optuna_trial, rec.final_metrics)
+                _storage_call(search.tell_complete, optuna_trial, rec.final_metrics)
             return None
         original = self.db.find_complete_by_hash(rec.trial_hash, exclude_study_id=self.study_id)
         if original is not None:
             self._reuse(rec, cell, optuna_trial, original)
             return None
         if optuna_trial is None:
-            optuna_trial = search.study.ask()
-            optuna_trial.set_user_attr("trial_hash", rec.trial_hash)
-            optuna_trial.set_user_attr("seed", rec.seed)
+            optuna_trial = _storage_call(search.study.ask)
+            _storage_call(optuna_trial.set_user_attr, "trial_hash", rec.trial_hash)
+            _storage_call(optuna_trial.set_user_attr, "seed", rec.seed)
         return _Item(
             record=rec, cell=cell, search=search, optuna_trial=optuna_trial, config=config, attempt=0
         )
@@ -245,9 +266,9 @@ class StudyRunner:
         self.db.mark_reused(rec.id, original)
         attrs = {"trial_hash": rec.trial_hash, "seed": rec.seed, "reused_from": original.id}
         if optuna_trial is None:
-            number = search.add_reused({}, original.final_metrics, attrs)
+            number = _storage_call(search.add_reused, {}, original.final_metrics, attrs)
         else:
-            search.tell_complete(optuna_trial, original.final_metrics)
+            _storage_call(search.tell_complete, optuna_trial, original.final_metrics)
             number = int(optuna_trial.number)
         run_id = self.tracker.start_trial(
             self.exp_id,
@@ -280,17 +301,17 @@ class StudyRunner:
             self._search_budget[0] = (key, left - 1)
             cell = self.plan.cell(key)
             search = self.searches[key]
-            trial, params = search.ask()
+            trial, params = _storage_call(search.ask)
             seed = self.spec.seeds[trial.number % len(self.spec.seeds)]
             try:
                 cfg = search_trial_config(cell, params, seed)
             except SpecError as e:  # a sampled combination can be invalid (e.g. an IEL gain over its limit)
-                trial.set_user_attr("error", str(e)[:1000])
-                search.tell_failed(trial)
+                _storage_call(trial.set_user_attr, "error", str(e)[:1000])
+                _storage_call(search.tell_failed, trial)
                 self.progress.invalid += 1
                 continue
-            trial.set_user_attr("seed", seed)
-            trial.set_user_attr("trial_hash", cfg.hash)
+            _storage_call(trial.set_user_attr, "seed", seed)
+            _storage_call(trial.set_user_attr, "trial_hash", cfg.hash)
             rec = self.db.ensure_trial(
                 self.study_id,
                 self.cell_ids[key],
@@ -393,7 +414,7 @@ class StudyRunner:
                 host=outcome.get("host"),
                 device=outcome.get("device"),
             )
-            item.search.tell_complete(item.optuna_trial, final)
+            _storage_call(item.search.tell_complete, item.optuna_trial, final)
             self.progress.done += 1
             self.progress.durations.append(outcome["duration_s"])
             return False
@@ -410,7 +431,7 @@ class StudyRunner:
                 host=outcome.get("host"),
                 device=outcome.get("device"),
             )
-            item.search.tell_pruned(item.optuna_trial)
+            _storage_call(item.search.tell_pruned, item.optuna_trial)
             self.progress.pruned += 1
             return False
         kind = outcome.get("failure_kind") or FailureKind.ERROR
@@ -430,7 +451,7 @@ class StudyRunner:
         if retry:
             self.progress.retried += 1
             return True
-        item.search.tell_failed(item.optuna_trial)
+        _storage_call(item.search.tell_failed, item.optuna_trial)
         self.progress.failed += 1
         return False
 
@@ -442,18 +463,21 @@ class StudyRunner:
         interrupted: BaseException | None = None
         pool: WorkerPool | None = None
         running: dict[Any, _Item] = {}
+        queue: deque[_Item] = deque()
         previous = signal.getsignal(signal.SIGTERM)
         try:
             signal.signal(signal.SIGTERM, _raise_interrupt)
         except ValueError:  # not the main thread
             previous = None
         try:
-            self._prepare()
+            # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
             init_ray(self.settings.ray_address, num_cpus=self.num_cpus)
             resources = check_resources(self.spec, self.allow_cpu)
+            self._prepare()
             env = {"IEL_TORCH_THREADS": str(max(1, int(resources.cpus)))}
             pool = WorkerPool(self.max_concurrent, resources, env)
-            queue = self._grid_queue() if self.spec.search is None else deque()
+            if self.spec.search is None:
+                queue = self._grid_queue()
             self._search_budget: deque[tuple[str, int]] = deque()
             if self.spec.search is not None:
                 for cell in self.plan.cells:
@@ -461,6 +485,7 @@ class StudyRunner:
                     self._search_budget.append((cell.key, max(0, self.spec.search.n_trials - done)))
                     self.progress.kept += min(done, self.spec.search.n_trials)
             last_poll = 0.0
+            waiting_since: float | None = None
             while True:
                 while True:
                     if not queue and self.spec.search is not None:
@@ -471,11 +496,20 @@ class StudyRunner:
                         break
                     worker = pool.acquire()
                     if worker is None:
+                        pool.grow(len(queue) + sum(left for _, left in self._search_budget))
                         break
                     item = queue.popleft()
                     running[self._dispatch(item, worker)] = item
                 if not running:
-                    break
+                    if not queue:
+                        break
+                    # Trials wait and no worker runs: wait for one to start (bounded).
+                    waiting_since = waiting_since or time.monotonic()
+                    self._check_workers_start(pool, time.monotonic() - waiting_since)
+                    pool.wait_started(POLL_INTERVAL_S)
+                    self.db.heartbeat_driver_lock(self.spec.name, self.owner)
+                    continue
+                waiting_since = None
                 ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_INTERVAL_S)
                 for ref in ready:
                     item = running.pop(ref)
@@ -491,7 +525,7 @@ class StudyRunner:
         except (KeyboardInterrupt, SystemExit) as e:
             interrupted = e
         finally:
-            self._close(running, pool, interrupted)
+            self._close(running, pool, interrupted, queue)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         if interrupted is not None:
@@ -508,11 +542,36 @@ class StudyRunner:
             wall_s=time.monotonic() - t0,
         )
 
+    def _check_workers_start(self, pool: WorkerPool, waited_s: float) -> None:
+        res = pool.resources
+        if pool.start_failures >= WORKER_START_FAILURES:
+            raise ClusterError(
+                f"{pool.start_failures} workers in a row died while starting ({pool.last_start_error}); "
+                "check the Ray nodes' logs and that this package and its dependencies are installed there"
+            )
+        if waited_s > WORKER_START_TIMEOUT_S:
+            raise ClusterError(
+                f"no worker could start in {WORKER_START_TIMEOUT_S:.0f} s: each needs {res.cpus} CPU(s) and "
+                f"{res.gpus} GPU(s) (resources.cpus / resources.gpus) and the Ray cluster has "
+                f"{ {k: v for k, v in ray.cluster_resources().items() if k in ('CPU', 'GPU')} }; "
+                "add nodes or ask for fewer resources per trial"
+            )
+
     def _collect(self, ref: Any, item: _Item, pool: WorkerPool) -> dict[str, Any]:
         try:
             outcome: dict[str, Any] = ray.get(ref)
         except ray.exceptions.RayError as e:  # process killed, node lost, actor died
             pool.discard(item.worker)
+            if item.hard_killed:
+                return {
+                    "state": "FAILED",
+                    "failure_kind": FailureKind.TIMEOUT,
+                    "host": "",
+                    "device": "",
+                    "error": f"stopped after {self.spec.timeout_s} s (timeout_s): the trial did not stop at its "
+                    "deadline, so its worker was killed",
+                    "duration_s": time.monotonic() - item.started,
+                }
             return {
                 "state": "FAILED",
                 "failure_kind": FailureKind.WORKER_DIED,
@@ -547,20 +606,34 @@ class StudyRunner:
                 if item.record.id != trial_id:
                     continue
                 item.epochs[epoch] = metrics
-                if not item.prune_requested and item.search.report(item.optuna_trial, epoch, metrics):
+                if not item.prune_requested and _storage_call(
+                    item.search.report, item.optuna_trial, epoch, metrics
+                ):
                     item.prune_requested = True
                     item.worker.stop.remote(trial_id)
         for item in by_worker.values():
             self._flush_epochs(item)
             timeout = self.spec.timeout_s
-            if timeout and time.monotonic() - item.started > 1.5 * timeout + 30:
+            if (
+                timeout
+                and not item.hard_killed
+                and time.monotonic() - item.started > 1.5 * timeout + HARD_TIMEOUT_GRACE_S
+            ):
+                item.hard_killed = True
                 ray.kill(item.worker, no_restart=True)  # the trial ignores its deadline: stop it hard
 
     def _close(
-        self, running: dict[Any, _Item], pool: WorkerPool | None, interrupted: BaseException | None
+        self,
+        running: dict[Any, _Item],
+        pool: WorkerPool | None,
+        interrupted: BaseException | None,
+        queue: deque[_Item] | None = None,
     ) -> None:
         assert self.db is not None
         reason = "the study was interrupted (Ctrl-C / SIGTERM)" if interrupted else "the driver stopped"
+        for item in queue or ():  # asked from Optuna but never started: no trial is left RUNNING there
+            with contextlib.suppress(Exception):
+                item.search.tell_failed(item.optuna_trial)
         for item in running.values():
             try:
                 self.tracker.finish(item.run_id or "", "KILLED", error=reason)
@@ -584,6 +657,34 @@ class StudyRunner:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True when a lock owner ``host:pid`` is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _storage_call(fn: Callable[..., T], *args: Any) -> T:
+    """Call into Optuna's storage, retrying on a lost database connection like the results database does
+    (Optuna wraps the driver's error in a StorageInternalError): backoff 0.5 s, 1 s, 2 s, ..."""
+    for k in range(1, DEFAULT_RETRY_ATTEMPTS + 1):
+        try:
+            return fn(*args)
+        except (optuna.exceptions.StorageInternalError, sa_exc.DBAPIError) as e:
+            cause = e if isinstance(e, sa_exc.DBAPIError) else e.__cause__
+            if k == DEFAULT_RETRY_ATTEMPTS or cause is None or not is_transient(cause):
+                raise
+            time.sleep(min(DEFAULT_RETRY_BACKOFF_S * 2 ** (k - 1), MAX_RETRY_DELAY_S))
+    raise AssertionError("unreachable")
 
 
 def run_study(spec: StudySpec, settings: Settings, **kwargs: Any) -> StudyOutcome:

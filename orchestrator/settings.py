@@ -32,16 +32,35 @@ class Settings:
     ) -> Settings:
         root = Path(home or os.environ.get("IEL_HOME") or "iel-runs").absolute()
         db_url = db or os.environ.get("IEL_DB_URL") or f"sqlite:///{root / 'iel.db'}"
-        mlflow_uri = mlflow or os.environ.get("IEL_MLFLOW_URI") or f"sqlite:///{root / 'mlflow.db'}"
-        # With a local store we choose the artifact folder; an MLflow server chooses its own.
-        artifact_root = (
-            str(root / "mlartifacts") if mlflow_uri.startswith(("sqlite:", "file:", "/")) else None
+        mlflow_uri = normalise_db_url(
+            mlflow or os.environ.get("IEL_MLFLOW_URI") or f"sqlite:///{root / 'mlflow.db'}"
         )
+        # With a store the driver opens itself (a path, SQLite, or a database URL such as PostgreSQL) we
+        # choose the artifact folder; an MLflow server chooses its own.  (Without this a database store put
+        # artifacts in ./mlruns of whichever process created the experiment.)
+        artifact_root = str(root / "mlartifacts") if is_direct_store(mlflow_uri) else None
         ray_address = address or os.environ.get("IEL_RAY_ADDRESS") or None
         return cls(root, normalise_db_url(db_url), mlflow_uri, artifact_root, ray_address)
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+
+
+_DIRECT_STORE_SCHEMES = ("sqlite", "file", "postgresql", "postgres", "mysql", "mssql")
+
+
+def is_direct_store(mlflow_uri: str) -> bool:
+    """True when the driver opens the MLflow store itself (a path, ``file:``, SQLite or a SQL database URL).
+
+    False for a tracking server (``http(s)://``, ``databricks``...), which keeps the artifacts itself.  A direct
+    store's artifacts live on the driver's file system, so Ray workers on other machines cannot upload to it:
+    use an MLflow server (``mlflow server --serve-artifacts``) with a cluster.
+    """
+    if mlflow_uri.startswith("databricks"):  # "databricks", "databricks://profile", "databricks-uc"
+        return False
+    if ":" not in mlflow_uri or mlflow_uri.startswith("/"):
+        return True
+    return mlflow_uri.split(":", 1)[0].split("+", 1)[0].lower() in _DIRECT_STORE_SCHEMES
 
 
 def normalise_db_url(url: str) -> str:

@@ -38,6 +38,40 @@ class TrackingUnavailable(IELError):
     pass
 
 
+SERVER_PROBE_TIMEOUT_S = 10.0
+
+
+def _host_of(uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(uri).netloc.rsplit("@", 1)[-1] or uri
+
+
+def probe_server(tracking_uri: str, timeout_s: float = SERVER_PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`TrackingUnavailable` at once when nothing answers at an ``http(s)://`` tracking URI.
+
+    MLflow's client retries a refused connection with exponential backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+    = 7, backoff factor 2) and gives up only after about four minutes; one plain ``GET /health`` with a
+    ``timeout_s`` connect timeout tells "no server there" in seconds.  Any HTTP answer, a slow answer and TLS
+    errors (which MLflow's own TLS settings may resolve) leave the verdict to the real request that follows.
+    Other URIs (files, SQLite, database URLs) are not probed.
+    """
+    if not tracking_uri.lower().startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(tracking_uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except (requests.exceptions.SSLError, requests.exceptions.ReadTimeout):
+        return
+    except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as e:
+        raise TrackingUnavailable(
+            f"no MLflow server answers at {tracking_uri!r} ({type(e).__name__}); start it "
+            "(`mlflow server --backend-store-uri ... --serve-artifacts`, or `docker compose up mlflow`) "
+            "or fix --mlflow / $IEL_MLFLOW_URI"
+        ) from e
+
+
 class Tracker:
     """Thin adapter over :class:`mlflow.tracking.MlflowClient` for one study."""
 
@@ -46,13 +80,21 @@ class Tracker:
 
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
+        probe_server(tracking_uri)
         try:
             self.client = MlflowClient(tracking_uri)
             self.client.search_experiments(max_results=1)
         except Exception as e:  # translate at the boundary
+            text = str(e)
+            hint = "start the MLflow server or fix --mlflow / $IEL_MLFLOW_URI"
+            if "Invalid Host header" in text:  # MLflow >= 3.5 answers 403 to host names it was not told about
+                hint = (
+                    "the server rejects this host name: start it with `mlflow server --allowed-hosts "
+                    f"{_host_of(tracking_uri)},...` (or $MLFLOW_SERVER_ALLOWED_HOSTS)"
+                )
             raise TrackingUnavailable(
                 f"cannot reach the MLflow tracking store at {tracking_uri!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}); start the MLflow server or fix --mlflow / $IEL_MLFLOW_URI"
+                f"{text.splitlines()[0][:300] if text else ''}); {hint}"
             ) from e
 
     # ------------------------------------------------------------------------------------ experiment

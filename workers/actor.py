@@ -53,9 +53,10 @@ class TrialWorker:
     """Plain class; :func:`workers.pool.remote_worker_class` wraps it as a threaded Ray actor."""
 
     def __init__(self, worker_index: int = 0, gpu_memory_fraction: float | None = None) -> None:
+        import mlflow.tracking  # noqa: F401  (warm imports: a trial's clock never pays for them)
         import torch
 
-        import ielcore.train  # noqa: F401  (warm imports)
+        import ielcore.train  # noqa: F401
 
         self.worker_index = worker_index
         self.host = socket.gethostname()
@@ -121,6 +122,12 @@ class TrialWorker:
             outcome.state = "FAILED"
             outcome.failure_kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
             outcome.error = f"{type(exc).__name__}: {exc}"
+            if outcome.failure_kind == FailureKind.OOM:
+                outcome.error = (
+                    f"out of memory on {self.device}: {outcome.error[:1500]} -- lower batch_size, the model size "
+                    "or the image size, or give each trial more memory (fewer per node; on a GPU a larger "
+                    "resources.gpu_memory_fraction)"
+                )
             outcome.traceback = traceback.format_exc(limit=20)
             outcome.replace_worker = outcome.failure_kind == FailureKind.OOM or not self._healthy()
         finally:
@@ -138,8 +145,18 @@ class TrialWorker:
             from mlflow.tracking import MlflowClient
 
             client = self._mlflow_clients[tracking_uri] = MlflowClient(tracking_uri)
-        client.log_artifacts(run_id, out_dir)
-        root = client.get_run(run_id).info.artifact_uri
+        try:
+            client.log_artifacts(run_id, out_dir)
+            root = client.get_run(run_id).info.artifact_uri
+        except Exception as e:  # the usual cause on a cluster: this node cannot reach the driver's store
+            from ielcore.errors import IELError
+
+            raise IELError(
+                f"could not upload the artifacts of MLflow run {run_id} to {tracking_uri} from host "
+                f"{self.host} ({type(e).__name__}: {str(e)[:600]}); every Ray node must reach the tracking "
+                "URI the driver uses (--mlflow / $IEL_MLFLOW_URI): on a cluster use an MLflow server with "
+                "--serve-artifacts, not a local file or SQLite store"
+            ) from e
         return {name: f"{root}/{name}" for name in sorted(os.listdir(out_dir))}
 
     def _healthy(self) -> bool:

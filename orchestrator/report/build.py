@@ -16,6 +16,7 @@ import math
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,9 +171,15 @@ def search_sections(settings: Settings, data: StudyData, fig_dir: Path) -> tuple
             rows.append((key, str(t.number), params or "–", vals, str(len(complete))))
         if len(objectives) > 1:
             fronts[key] = ([t.values for t in complete], [t.values for t in best])
-        elif len(complete) >= 3 and any(t.params for t in complete):
+        if len(complete) >= 3 and len({k for t in complete for k in t.params}) >= 1:
+            # Importances for the first objective (Optuna's default, PED-ANOVA, which reads a given target
+            # as lower-is-better: a maximised objective is negated).
+            sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            target = (lambda t, s=sign: s * t.values[0]) if len(objectives) > 1 else None
             try:
-                imp = optuna.importance.get_param_importances(study)
+                with warnings.catch_warnings():  # the lower-is-better note is taken care of above
+                    warnings.simplefilter("ignore", UserWarning)
+                    imp = optuna.importance.get_param_importances(study, target=target)
             except (RuntimeError, ValueError):
                 imp = {}
             importances[key] = {k: float(v) for k, v in imp.items()}
@@ -290,33 +297,38 @@ def build_report(
         comparisons = compare(data, bootstrap=bootstrap)
         out.mkdir(parents=True, exist_ok=True)
         fig_dir = out / "figures"
-        fig_dir.mkdir(exist_ok=True)
+        for sub in (fig_dir, out / "predictions"):  # ours: no stale figure of an earlier report survives
+            shutil.rmtree(sub, ignore_errors=True)
+        fig_dir.mkdir()
         blocks = _head(data, bootstrap, len(comparisons))
         for metric in data.metrics:
             blocks += [Heading(f"Final {metric}", 3), metric_table(data, stats, comparisons, metric)]
         if not stats:
-            blocks.append(Paragraph("No trial of this study has finished yet: nothing to summarise."))
+            blocks.append(Paragraph("No trial of this study has completed: nothing to summarise."))
+        blocks += _incomplete(data)
         figures: list[Path] = []
-        blocks.append(Heading("Figures", 2))
+        fig_blocks: list[Block] = [Heading("Figures", 2)]
         for factor, name in (
             ("noise.rate", "metrics_vs_noise_rate.png"),
             ("iel.steps", "metrics_vs_iel_steps.png"),
         ):
             if plots.plot_metric_vs(data, stats, factor, fig_dir / name):
                 figures.append(fig_dir / name)
-                blocks.append(Image(f"final metrics vs {factor}", f"figures/{name}"))
+                fig_blocks.append(Image(f"final metrics vs {factor}", f"figures/{name}"))
         pair = heatmap or plots.default_heatmap_factors(data)
         if pair is not None and data.metrics:
             name = "heatmap.png"
             if plots.plot_heatmap(data, data.metrics[0], pair[0], pair[1], fig_dir / name):
                 figures.append(fig_dir / name)
-                blocks.append(
+                fig_blocks.append(
                     Image(f"mean final {data.metrics[0]} over {pair[0]} × {pair[1]}", f"figures/{name}")
                 )
         name = "training_curves.png"
         if plots.plot_training_curves(data, training_curves(db, data), CURVE_METRICS, fig_dir / name):
             figures.append(fig_dir / name)
-            blocks.append(Image("training curves", f"figures/{name}"))
+            fig_blocks.append(Image("training curves", f"figures/{name}"))
+        if figures:
+            blocks += fig_blocks
         if data.searched:
             more, figs = search_sections(settings, data, fig_dir)
             blocks += more
@@ -343,6 +355,31 @@ def build_report(
         comparisons=tuple(comparisons),
         mlflow_run_id=run_id,
     )
+
+
+def _incomplete(data: StudyData, limit: int = 50) -> list[Block]:
+    """The trials left out of the statistics (failed or pruned), so a smaller n is explained."""
+    if not data.incomplete:
+        return []
+    rows = tuple(
+        (
+            t.cell_key,
+            str(t.seed),
+            t.state.value,
+            t.failure_kind or "–",
+            " ".join((t.error or "–").split())[:160],
+        )
+        for t in sorted(data.incomplete, key=lambda t: (t.cell_key, t.seed, t.id))[:limit]
+    )
+    more = len(data.incomplete) - len(rows)
+    return [
+        Heading("Trials left out", 3),
+        Paragraph(
+            f"{len(data.incomplete)} trial(s) did not complete and are in no statistic above"
+            + (f" (the first {limit} are listed; `iel status {data.name}` shows all)." if more > 0 else ".")
+        ),
+        Table(("cell", "seed", "state", "failure", "reason"), rows),
+    ]
 
 
 def _head(data: StudyData, bootstrap: bool, n_comparisons: int) -> list[Block]:

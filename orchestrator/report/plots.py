@@ -61,9 +61,17 @@ def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path
     xs = factor_values(data, factor)
     if len(xs) < 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs):
         return False
+    with_stats = {s.cell for s in stats}
+    if not any(c.key in with_stats for c in data.cells if factor in c.factors):
+        return False
     plt = _plt()
     metrics = list(data.metrics)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    axes = [list(grid.flat)]
+    for ax in axes[0][len(metrics) :]:
+        ax.axis("off")
     by = {(s.cell, s.metric): s for s in stats}
     # Colour by arm when the factor separates rows (noise.rate), else by row (iel.steps within an arm);
     # the cells without the factor are dashed lines in their row's colour.
@@ -96,11 +104,16 @@ def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path
             if s.ci_low is not None and s.ci_high is not None:
                 ax.axhspan(s.ci_low, s.ci_high, color=color, alpha=0.08, lw=0)
         ax.set_xlabel(factor)
+        ax.set_xticks([float(x) for x in xs])
         ax.set_ylabel(f"{metric} ({'higher' if direction(metric) == 'maximize' else 'lower'} is better)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        axes[0][-1].legend(handles, labels, fontsize=7, loc="best")
+        spare = axes[0][len(metrics)] if len(axes[0]) > len(metrics) else None
+        if spare is not None:  # an empty panel holds the legend
+            spare.legend(handles, labels, fontsize=8, loc="center")
+        else:
+            axes[0][len(metrics) - 1].legend(handles, labels, fontsize=7, loc="best")
     fig.suptitle(f"{data.name}: final metrics vs {factor} (mean over seeds, 95 % CI)", fontsize=10)
     _save(fig, path)
     return True
@@ -233,7 +246,7 @@ def plot_importances(importances: Mapping[str, Mapping[str, float]], path: str |
         names = list(imp)[::-1]
         ax.barh(names, [imp[n] for n in names], color="C0")
         ax.set_xlim(0, 1)
-        ax.set_xlabel("importance (fANOVA)")
+        ax.set_xlabel("importance (PED-ANOVA, first objective)")
         ax.set_title(cell, fontsize=8)
     fig.suptitle("Optuna parameter importances per cell", fontsize=10)
     _save(fig, path)
@@ -255,7 +268,8 @@ def plot_pareto(fronts: Mapping[str, Front], objectives: Sequence[str], path: st
         a = np.asarray(all_vals, dtype=float)
         ax.scatter(a[:, 0], a[:, 1], s=14, color="0.6", label="trials")
         if len(best):
-            b = np.asarray(sorted(best), dtype=float)
+            b = np.asarray(best, dtype=float)
+            b = b[np.argsort(b[:, 0])]
             ax.plot(b[:, 0], b[:, 1], "o-", color="C3", ms=5, label="Pareto front")
         ax.set_xlabel(objectives[0])
         ax.set_ylabel(objectives[1])

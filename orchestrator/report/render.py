@@ -54,7 +54,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(b, Table):
             lines = ["| " + " | ".join(b.header) + " |", "|" + "|".join("---" for _ in b.header) + "|"]
             for row in b.rows:
-                cells = [f"**{c}**" if isinstance(c, Strong) and c else c.replace("|", "\\|") for c in row]
+                cells = [c.replace("|", "\\|") for c in row]
+                cells = [f"**{t}**" if isinstance(c, Strong) and c else t for c, t in zip(row, cells)]
                 lines.append("| " + " | ".join(cells) + " |")
             out.append("\n".join(lines))
         elif isinstance(b, Image):

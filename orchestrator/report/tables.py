@@ -76,6 +76,7 @@ class StudyData:
     metrics: tuple[str, ...]
     searched: bool
     counts: dict[str, int]
+    incomplete: tuple[TrialRecord, ...] = ()  # FAILED and PRUNED trials (left out of every statistic)
 
     def cell(self, key: str) -> CellData:
         for c in self.cells:
@@ -194,6 +195,7 @@ def load_study_data(db: ResultsDB, study: str, arm_factors: Sequence[str] | None
         metrics=metrics,
         searched=bool(spec.get("search")),
         counts=dict(record.counts),
+        incomplete=tuple(db.trials(study, states=[TrialState.FAILED, TrialState.PRUNED])),
     )
 
 

@@ -1,0 +1,83 @@
+"""The benchmark scripts run end to end in their ``--quick`` mode and print their tables (no timing asserted).
+
+Each script runs in its own process (its own Ray instance or cluster), as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str, timeout: float = 240) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "IEL_"))}
+    env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_ENABLE_ASYNC_LOGGING="false", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), "--quick", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def table_rows(out: str, header_start: str) -> list[list[str]]:
+    """The whitespace-split rows that follow the header line starting with ``header_start``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(header_start))
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_bench_iel_quick_prints_every_configuration() -> None:
+    out = run_script("bench_iel.py", "--threads", "1")
+    rows = table_rows(out, "batch")
+    configs = {(r[1], r[2], int(r[3])) for r in rows}
+    assert configs == {
+        ("none", "-", 0),
+        ("heat", "adjoint", 5),
+        ("heat", "autograd", 5),
+        ("heat", "adjoint", 20),
+        ("heat", "autograd", 20),
+        ("tv", "plain", 5),
+        ("tv", "checkpoint", 5),
+        ("tv", "plain", 20),
+        ("tv", "checkpoint", 20),
+    }
+    # Memory is a count of saved bytes, not a timing: exact properties hold on any machine.
+    extra = {(r[1], r[2], int(r[3])): float(r[9]) for r in rows if r[3] != "0"}
+    assert extra[("heat", "adjoint", 5)] == extra[("heat", "adjoint", 20)] == 0.0
+    assert extra[("heat", "autograd", 20)] > extra[("heat", "autograd", 5)] > 0.0
+    assert extra[("tv", "checkpoint", 20)] < extra[("tv", "plain", 20)]
+
+
+def test_bench_orchestration_quick_prints_both_sides() -> None:
+    out = run_script("bench_orchestration.py", "--modes", "grid")
+    rows = table_rows(out, "side")
+    sides = [" ".join(r[:-6]) for r in rows]
+    assert sides == ["platform (grid)", "Ray Tune"]
+    assert all(r[-6] == "4" for r in rows)  # trials column
+    assert rows[-1][-1] == "1.000"  # Ray Tune is the reference of the ratio column
+    assert re.fullmatch(r"\d+\.\d{3}", rows[0][-1])
+
+
+@pytest.mark.slow
+def test_bench_scaling_quick_prints_efficiency() -> None:
+    out = run_script("bench_scaling.py")
+    rows = table_rows(out, "workers")
+    assert [(int(r[0]), int(r[1]), int(r[2])) for r in rows] == [(1, 1, 2), (2, 2, 2)]
+    assert rows[0][5] == "1.00"  # efficiency of one worker against itself
