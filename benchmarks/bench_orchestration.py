@@ -1,13 +1,16 @@
 """Orchestration overhead: N no-op trials through the platform vs the same N through Ray Tune.
 
     python benchmarks/bench_orchestration.py                       # 200 trials, 2 at a time, both sides
-    python benchmarks/bench_orchestration.py --scale               # + driver time per trial at N = 100, 1000, 5000
+    python benchmarks/bench_orchestration.py --scale --skip-tune   # + driver time per trial at N = 100, 1000, 5000
+    python benchmarks/bench_orchestration.py --scale --scale-mode grid --scale-sizes 100,1000
     python benchmarks/bench_orchestration.py --profile             # + cProfile of the platform's driver
     python benchmarks/bench_orchestration.py --quick               # tiny smoke run (CI)
 
 Platform side: a no-op study (``base.kind: noop``, 3 epochs) run by :class:`orchestrator.runner.StudyRunner`
-in a fresh ``IEL_HOME`` (SQLite results database + Optuna storage, MLflow SQLite store), in two shapes:
-``grid`` (one cell x N seeds) and ``search`` (one cell, Optuna TPE over ``optimizer.lr``, N trials).
+in a fresh ``IEL_HOME`` (SQLite results database + Optuna storage, MLflow SQLite store), in three shapes:
+``grid`` (one cell x N seeds), ``tpe`` and ``random`` (one cell, an Optuna search over ``optimizer.lr``
+with that sampler, N trials).  ``--scale`` (default shape ``random``, whose sampler costs the same at any
+N) measures whether the driver's cost per trial stays flat as the study grows.
 Ray Tune side: ``Tuner`` + ``OptunaSearch`` (TPE over ``lr``) + ``MLflowLoggerCallback`` (SQLite), a
 function trainable reporting the same metrics for 3 epochs, ``max_concurrent_trials`` = the platform's.
 
@@ -65,8 +68,17 @@ class RunStats:
         return self.wall_s / self.trials
 
 
+MODES = ("grid", "tpe", "random")
+
+
 def noop_study(name: str, trials: int, mode: str, epochs: int, concurrency: int) -> dict[str, Any]:
-    """A one-cell no-op study of ``trials`` trials: ``grid`` = N seeds, ``search`` = N TPE trials over lr."""
+    """A one-cell no-op study of ``trials`` trials.
+
+    ``grid``: N seeds (the plan lists every trial up front); ``tpe`` / ``random``: an Optuna search over
+    ``optimizer.lr`` with that sampler, N trials asked lazily when a worker is free.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     doc: dict[str, Any] = {
         "version": 1,
         "name": name,
@@ -77,23 +89,19 @@ def noop_study(name: str, trials: int, mode: str, epochs: int, concurrency: int)
             "noise": {"type": "none", "rate": 0.0},
             "optimizer": {"type": "adam", "lr": 1.0e-3},
         },
+        "seeds": trials if mode == "grid" else 1,
         "max_concurrent": concurrency,
         "retries": 0,
     }
-    if mode == "grid":
-        doc["seeds"] = trials
-    elif mode == "search":
-        doc["seeds"] = 1
+    if mode != "grid":
         doc["search"] = {
             "n_trials": trials,
-            "sampler": "tpe",
+            "sampler": mode,
             "pruner": "none",
             "seed": 0,
             "objectives": [{"metric": "dice", "direction": "maximize"}],
             "params": {"optimizer.lr": {"type": "float", "low": 1.0e-5, "high": 1.0e-1, "log": True}},
         }
-    else:
-        raise ValueError(f"unknown mode {mode!r}; use 'grid' or 'search'")
     return doc
 
 
@@ -244,7 +252,7 @@ def print_phases(rows: list[RunStats]) -> None:
 
 
 def print_scale(rows: list[RunStats]) -> None:
-    print("\ndriver time per trial vs study size (platform, no-op trials)")
+    print(f"\ndriver time per trial vs study size (platform, no-op trials, {rows[0].side})")
     print(
         f"{'N':>6s}{'wall s':>10s}{'wall ms/trial':>15s}{'steady ms/trial':>17s}{'driver CPU ms/trial':>21s}"
     )
@@ -260,13 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--modes", default="grid,search", help="platform study shapes: grid, search (comma list)")
+    ap.add_argument(
+        "--modes", default="grid,tpe", help=f"platform study shapes, comma list of {', '.join(MODES)}"
+    )
     ap.add_argument("--skip-tune", action="store_true", help="platform side only")
     ap.add_argument(
         "--tune-reuse-actors", action="store_true", help="also run Ray Tune with reuse_actors=True"
     )
-    ap.add_argument("--scale", action="store_true", help="also time the platform (grid) at --scale-sizes")
+    ap.add_argument("--scale", action="store_true", help="also time the platform at --scale-sizes")
     ap.add_argument("--scale-sizes", default="100,1000,5000")
+    ap.add_argument("--scale-mode", default="random", choices=MODES, help="study shape of the --scale runs")
     ap.add_argument("--profile", action="store_true", help="cProfile the platform driver (first mode)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run: 4 trials, no scale")
     args = ap.parse_args(argv)
@@ -306,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         sizes = [int(s) for s in args.scale_sizes.split(",")]
         scale_rows = []
         for n in sizes:
-            stats, _ = run_platform(n, "grid", args.epochs, args.concurrency)
+            stats, _ = run_platform(n, args.scale_mode, args.epochs, args.concurrency)
             scale_rows.append(stats)
             print(f"  N={n}: {stats.wall_s:.1f} s", flush=True)
         print_scale(scale_rows)

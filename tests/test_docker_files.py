@@ -223,7 +223,7 @@ def test_mlflow_server_uses_postgres_and_serves_artifacts(compose: dict[str, Any
     assert not ok("attacker.example:5000")
 
 
-def test_drivers_point_at_the_services(compose: dict[str, Any]) -> None:
+def test_drivers_point_at_the_services(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose["services"]
     submit, head = env_of(services["submit"]), env_of(services["ray-head"])
     mlflow_port = env_of(services["mlflow"])["IEL_MLFLOW_PORT"]
@@ -235,17 +235,9 @@ def test_drivers_point_at_the_services(compose: dict[str, Any]) -> None:
         assert env_of(services[worker])["IEL_RAY_HEAD"] == "ray-head:6379"
         assert "IEL_DB_URL" not in env_of(services[worker])  # workers never write the results database
     # The submitter's environment resolves to PostgreSQL + the MLflow server (which keeps the artifacts).
-    keys = ("IEL_DB_URL", "IEL_MLFLOW_URI", "IEL_RAY_ADDRESS", "IEL_HOME")
-    saved = {k: os.environ.get(k) for k in keys}
-    try:
-        os.environ.update({k: submit[k] for k in keys})
-        settings = Settings.resolve()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    for key in ("IEL_DB_URL", "IEL_MLFLOW_URI", "IEL_RAY_ADDRESS", "IEL_HOME"):
+        monkeypatch.setenv(key, submit[key])
+    settings = Settings.resolve()
     assert settings.db_url == "postgresql+psycopg://iel:pw-from-env@postgres:5432/iel"
     assert settings.mlflow_uri == "http://mlflow:5000" and settings.artifact_root is None
     assert settings.ray_address == "ray://ray-head:10001"

@@ -4,7 +4,6 @@ and the copy logged to the study's MLflow parent run."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,65 +54,85 @@ def assert_png(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def grid_study(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Iterator[Settings]:
+    """A tiny real study (18 one-epoch trials of a 4-channel U-Net on 16 synthetic 32x32 images): two noise
+    rates x {no IEL, heat IEL with 2 or 4 steps} x 3 seeds, with prediction grids."""
     tmp = tmp_path_factory.mktemp("grid")
-    doc = noop_study(
-        "rep",
-        base={
-            "kind": "noop",
-            "epochs": 2,
-            "noise": {"type": "block", "rate": 0.0},
+    doc = {
+        "version": 1,
+        "name": "rep",
+        "description": "report test study",
+        "base": {
+            "device": "cpu",
+            "epochs": 1,
+            "batch_size": 8,
+            "data": {"type": "cells", "num_images": 16, "size": 32},
+            "noise": {"type": "block", "rate": 0.0, "block": 2},
+            "model": {"type": "unet", "width": 4, "depth": 2},
             "iel": {"type": "none"},
-            "optimizer": {"type": "adam", "lr": 1.0e-3},
+            "artifacts": {"checkpoint": False, "prediction_grid": True},
         },
-        factors={"noise.rate": [0.0, 0.4], "iel.type": ["none", "heat"], "iel.steps": [5, 10]},
-        baseline={"iel.type": "none"},
-        seeds=3,
-    )
+        "factors": {"noise.rate": [0.0, 0.4], "iel.type": ["none", "heat"], "iel.steps": [2, 4]},
+        "baseline": {"iel.type": "none"},
+        "seeds": 3,
+        "max_concurrent": 2,
+    }
     with pytest.MonkeyPatch.context() as mp:  # the embedded stores under tmp, whatever the environment says
         mp.delenv("IEL_DB_URL", raising=False)
         mp.delenv("IEL_MLFLOW_URI", raising=False)
         yield run_study(tmp, tmp / "home", doc)
 
 
+METRICS = ["dice", "miou", "pixel_acc", "solidity", "nonconvex_share"]
+HIGHER_IS_BETTER = {"dice", "miou", "pixel_acc", "solidity"}
+
+
 def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_path: Path) -> None:
     settings = grid_study
     report = build_report(settings, "rep", tmp_path / "out")
     data = finals(settings, "rep")
-    assert len(data) == 6  # 2 noise rates x (none, heat 5, heat 10)
+    assert len(data) == 6  # 2 noise rates x (none, heat 2, heat 4)
     doc = json.loads(report.json_path.read_text())
-    assert doc["metrics"] == ["dice", "miou", "pixel_acc"] and doc["arm_factors"] == ["iel.type"]
+    assert doc["metrics"] == METRICS and doc["arm_factors"] == ["iel.type"]
 
     # Per cell and metric: n, mean, std and the t interval, as SciPy computes them.
-    assert len(report.stats) == 6 * 3
+    assert len(report.stats) == 6 * len(METRICS)
     for s in report.stats:
         x = np.array([m[s.metric] for m in data[s.cell].values()])
-        lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
         assert s.n == 3
         assert s.mean == pytest.approx(x.mean(), rel=1e-12)
-        assert s.std == pytest.approx(x.std(ddof=1), rel=1e-12)
-        assert (s.ci_low, s.ci_high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        assert s.std == pytest.approx(x.std(ddof=1), rel=1e-12, abs=1e-15)
+        if x.std() > 0:
+            lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            assert (s.ci_low, s.ci_high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        else:
+            assert s.ci_low == s.ci_high == pytest.approx(x.mean())
 
-    # The best arm of each row (noise rate) and metric is the one with the highest mean.
-    for metric in ("dice", "miou", "pixel_acc"):
+    # The best arm of each row (noise rate) and metric: highest mean, lowest for the non-convex share.
+    for metric in METRICS:
         for row in ("noise.rate=0.0", "noise.rate=0.4"):
             in_row = [s for s in report.stats if s.metric == metric and s.row == row]
             assert len(in_row) == 3
-            best = max(s.mean for s in in_row)
+            pick = max if metric in HIGHER_IS_BETTER else min
+            best = pick(s.mean for s in in_row)
             assert [s.best for s in in_row] == [s.mean == best for s in in_row]
 
     # Comparisons: each heat cell against the none cell of the same noise rate, paired on seed.
-    assert len(report.comparisons) == 3 * 4
+    assert len(report.comparisons) == len(METRICS) * 4
     for c in report.comparisons:
         assert c.baseline_cell == f"{c.row},iel.type=none"
         seeds = sorted(data[c.cell])
-        a = [data[c.cell][s][c.metric] for s in seeds]
-        b = [data[c.baseline_cell][s][c.metric] for s in seeds]
+        a = [data[c.cell][k][c.metric] for k in seeds]
+        b = [data[c.baseline_cell][k][c.metric] for k in seeds]
         d = np.subtract(a, b)
         assert c.n == 3 and c.mean_diff == pytest.approx(d.mean(), rel=1e-9, abs=1e-15)
-        assert c.p_t == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-9)
+        if np.all(d == 0):
+            assert (c.p_t, c.p_wilcoxon, c.effect_size) == (1.0, 1.0, None)
+            continue
+        if d.std() > 0:
+            assert c.p_t == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-9)
+            assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-9)
         assert c.p_wilcoxon == pytest.approx(sps.wilcoxon(a, b).pvalue, rel=1e-9)
-        assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-9)
-    # Holm over all 12 comparisons of the report, separately for both tests.
+    # Holm over all comparisons of the report, separately for both tests.
     assert [c.p_t_holm for c in report.comparisons] == pytest.approx(
         holm([c.p_t for c in report.comparisons])
     )
@@ -121,13 +140,12 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
         holm([c.p_wilcoxon for c in report.comparisons])
     )
 
-    # The Markdown report: one table per metric, one star per row and metric (no ties in noop metrics).
+    # The Markdown report: one table per metric, a star for every best mark.
     md = report.path.read_text()
     assert report.path.name == "report.md"
-    for metric in ("dice", "miou", "pixel_acc"):
+    for metric in METRICS:
         assert f"### Final {metric}" in md
-    assert "solidity" not in md
-    assert md.count("★ |") + md.count("★** |") == 3 * 2
+    assert md.count("★** |") == sum(s.best for s in report.stats)
     names = sorted(p.name for p in report.figures)
     assert names == sorted(
         ["metrics_vs_noise_rate.png", "metrics_vs_iel_steps.png", "heatmap.png", "training_curves.png"]
@@ -135,15 +153,34 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
     for p in report.figures:
         assert_png(p)
         assert f"figures/{p.name}" in md
-    assert report.prediction_grids == ()  # no-op trials draw no predictions
+
+    # One prediction grid per arm, copied from the trials' own MLflow artifacts (noise rate 0.4, seed 0).
+    assert sorted(p.name for p in report.prediction_grids) == [
+        "iel.type_heat_iel.steps_2.png",
+        "iel.type_heat_iel.steps_4.png",
+        "iel.type_none.png",
+    ]
+    db = ResultsDB(settings.db_url)
+    trials = {(t.cell_key, t.seed): t for t in db.trials("rep")}
+    db.close()
+    client = MlflowClient(settings.mlflow_uri)
+    for grid in report.prediction_grids:
+        assert_png(grid)
+        arm = {"iel.type_none.png": "iel.type=none"}.get(grid.name) or (
+            f"iel.type=heat,iel.steps={grid.name.split('_')[-1][0]}"
+        )
+        trial = trials[(f"noise.rate=0.4,{arm}", 0)]
+        original = client.download_artifacts(trial.mlflow_run_id, "predictions.png", str(tmp_path))
+        assert grid.read_bytes() == Path(original).read_bytes()
+        assert f"predictions/{grid.name}" in md
 
     # Logged under report/ to the study's parent run.
-    client = MlflowClient(settings.mlflow_uri)
     run = client.get_run(report.mlflow_run_id)
     assert run.data.tags["iel.role"] == "study"
     logged = {f.path for f in client.list_artifacts(report.mlflow_run_id, "report")}
-    assert {"report/report.md", "report/report.json", "report/figures"} <= logged
+    assert {"report/report.md", "report/report.json", "report/figures", "report/predictions"} <= logged
     assert len(client.list_artifacts(report.mlflow_run_id, "report/figures")) == 4
+    assert len(client.list_artifacts(report.mlflow_run_id, "report/predictions")) == 3
 
 
 def test_report_cli_html_bootstrap(
@@ -157,7 +194,7 @@ def test_report_cli_html_bootstrap(
     assert rc == 0
     assert "report.html" in capsys.readouterr().out
     page = (out / "report.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == 3
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == 5
     assert '<img src="figures/heatmap.png"' in page
     doc = json.loads((out / "report.json").read_text())
     data = finals(grid_study, "rep")
@@ -218,51 +255,3 @@ def test_report_of_a_searched_multi_objective_study(tmp_path: Path, iel_home: Pa
     assert "## Search" in md and "Objectives: dice, val_loss" in md
     (s,) = [s for s in report.stats if s.metric == "dice"]
     assert s.n == 4
-
-
-def test_report_of_a_real_study_has_a_prediction_grid_per_arm(tmp_path: Path, iel_home: Path) -> None:
-    doc = {
-        "version": 1,
-        "name": "real",
-        "base": {
-            "device": "cpu",
-            "epochs": 1,
-            "batch_size": 8,
-            "data": {"type": "cells", "num_images": 16, "size": 32},
-            "noise": {"type": "block", "rate": 0.3, "block": 2},
-            "model": {"type": "unet", "width": 4, "depth": 2},
-            "iel": {"type": "none"},
-            "artifacts": {"checkpoint": False, "prediction_grid": True},
-        },
-        "factors": {"iel.type": ["none", "heat"], "iel.steps": [5]},
-        "baseline": {"iel.type": "none"},
-        "seeds": 1,
-        "max_concurrent": 2,
-    }
-    settings = run_study(tmp_path, iel_home, doc)
-    report = build_report(settings, "real", tmp_path / "out")
-    assert sorted(p.name for p in report.prediction_grids) == [
-        "iel.type_heat_iel.steps_5.png",
-        "iel.type_none.png",
-    ]
-    db = ResultsDB(settings.db_url)
-    trials = {t.cell_key: t for t in db.trials("real")}
-    client = MlflowClient(settings.mlflow_uri)
-    for grid, cell in zip(sorted(report.prediction_grids), ["iel.type=heat,iel.steps=5", "iel.type=none"]):
-        assert_png(grid)
-        original = Path(
-            client.download_artifacts(trials[cell].mlflow_run_id, "predictions.png", str(tmp_path))
-        )
-        assert grid.read_bytes() == original.read_bytes()  # the trial's own artifact, copied
-    md = report.path.read_text()
-    assert "## Predictions" in md and "predictions/iel.type_none.png" in md
-    assert "### Final solidity" in md and "### Final nonconvex_share" in md
-    assert not math.isnan(report.stats[0].mean)
-    logged = {
-        f.path
-        for f in MlflowClient(settings.mlflow_uri).list_artifacts(report.mlflow_run_id, "report/predictions")
-    }
-    assert logged == {
-        "report/predictions/iel.type_none.png",
-        "report/predictions/iel.type_heat_iel.steps_5.png",
-    }

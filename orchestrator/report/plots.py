@@ -16,6 +16,10 @@ import numpy as np
 from orchestrator.report.tables import CellStat, StudyData, direction, fmt_value, label, values
 from orchestrator.stats import t_interval
 
+UNIT_METRICS = frozenset(
+    {"dice", "miou", "pixel_acc", "solidity", "nonconvex_share", "multi_component_share"}
+)
+"""Metrics bounded by [0, 1]: their axes are clipped to that range."""
 MAX_PANELS = 6  # rows / cells shown as separate panels; the rest are left out (the tables have them)
 _DPI = 80
 
@@ -105,6 +109,9 @@ def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path
                 ax.axhspan(s.ci_low, s.ci_high, color=color, alpha=0.08, lw=0)
         ax.set_xlabel(factor)
         ax.set_xticks([float(x) for x in xs])
+        if metric in UNIT_METRICS:  # a t band may reach past [0, 1]; the metric cannot
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, -0.02), min(high, 1.02))
         ax.set_ylabel(f"{metric} ({'higher' if direction(metric) == 'maximize' else 'lower'} is better)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
