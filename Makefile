@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install quickstart test postgres lint bench
+.PHONY: install quickstart test postgres browser lint bench
 install: $(VENV)/.installed
 
 quickstart: $(VENV)/.installed
@@ -21,7 +21,10 @@ quickstart: $(VENV)/.installed
 postgres:
 	bash .ci/install-postgres.sh
 
-test: $(VENV)/.installed postgres
+browser: $(VENV)/.installed
+	bash .ci/install-browser.sh $(VENV)
+
+test: $(VENV)/.installed postgres browser
 	$(PY) -m pytest -q --timeout=900
 
 lint: $(VENV)/.installed

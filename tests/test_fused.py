@@ -90,6 +90,32 @@ def test_fused_group_equals_separate_runs_float64(float64: None) -> None:
     assert len({f.final_metrics["train_loss"] for f in fused}) == 3  # the members really differ
 
 
+@pytest.mark.parametrize(
+    "shared",
+    [
+        {"optimizer.type": "sgd", "schedule.type": "cosine", "label_smoothing.steps": 2},
+        {"optimizer.type": "adamw", "schedule.type": "plateau", "schedule.patience": 0},
+        {"optimizer.type": "rmsprop", "schedule.type": "step", "schedule.step_size": 1},
+    ],
+)
+def test_optimizers_and_schedules_stay_per_member(shared: dict[str, Any], float64: None) -> None:
+    members = [
+        {"seed": 3, "optimizer.lr": 2e-3, "optimizer.weight_decay": 0.1, "optimizer.momentum": 0.5},
+        {
+            "seed": 4,
+            "optimizer.lr": 8e-3,
+            "noise.type": "pixel",
+            "noise.rate": 0.3,
+            "noise.resample_each_epoch": True,
+        },
+    ]
+    cfgs = [tiny(**shared, **m) for m in members]
+    fused = train_fused(cfgs)
+    for f, cfg in zip(fused, cfgs):
+        assert_same_run(f, train_trial(cfg))
+    assert fused[0].history[-1]["lr"] != fused[1].history[-1]["lr"]
+
+
 def test_fused_group_close_to_separate_runs_float32() -> None:
     cfgs = [tiny(**m) for m in MEMBERS]
     for f, s in zip(train_fused(cfgs), (train_trial(c) for c in cfgs)):

@@ -54,7 +54,7 @@ def assert_png(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def grid_study(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Iterator[Settings]:
-    """A tiny real study (18 one-epoch trials of a 4-channel U-Net on 16 synthetic 32x32 images): two noise
+    """A tiny real study (18 two-epoch trials of a 4-channel U-Net on 16 synthetic 32x32 images): two noise
     rates x {no IEL, heat IEL with 2 or 4 steps} x 3 seeds, with prediction grids."""
     tmp = tmp_path_factory.mktemp("grid")
     doc = {
@@ -63,7 +63,7 @@ def grid_study(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Ite
         "description": "report test study",
         "base": {
             "device": "cpu",
-            "epochs": 1,
+            "epochs": 2,
             "batch_size": 8,
             "data": {"type": "cells", "num_images": 16, "size": 32},
             "noise": {"type": "block", "rate": 0.0, "block": 2},
@@ -230,7 +230,7 @@ def test_report_of_a_searched_multi_objective_study(tmp_path: Path, iel_home: Pa
         baseline={"noise.rate": 0.2},
         seeds=2,
         search={
-            "n_trials": 4,
+            "n_trials": 3,
             "sampler": "random",
             "pruner": "none",
             "seed": 3,
@@ -254,4 +254,4 @@ def test_report_of_a_searched_multi_objective_study(tmp_path: Path, iel_home: Pa
     md = report.path.read_text()
     assert "## Search" in md and "Objectives: dice, val_loss" in md
     (s,) = [s for s in report.stats if s.metric == "dice"]
-    assert s.n == 4
+    assert s.n == 3

@@ -126,6 +126,8 @@ def test_mlflow_ui_shows_the_study_in_chromium(store: Settings, tmp_path: Path) 
     client = MlflowClient(store.mlflow_uri)
     exp = client.get_experiment_by_name("iel/uistudy")
     study_run = client.search_runs([exp.experiment_id], "tags.`iel.role` = 'study'")[0]
+    n_runs = len(client.search_runs([exp.experiment_id], max_results=1000))
+    assert n_runs == 1 + 2 + 4  # study, 2 cells, 2 x 2 trials
     db = ResultsDB(store.db_url)
     trial = db.trials("uistudy", states=[TrialState.COMPLETE])[0]
     db.close()
@@ -145,14 +147,18 @@ def test_mlflow_ui_shows_the_study_in_chromium(store: Settings, tmp_path: Path) 
             # The study's experiment and its parent run.
             page.goto(f"{exp_url}/runs")
             expect(page.get_by_text("iel/uistudy").first).to_be_visible()
-            expect(page.get_by_role("link", name="uistudy", exact=True).first).to_be_visible()
+            # The runs table has loaded every run: the study's, the cells' and the trials'.
+            expect(page.get_by_text(f"{n_runs} matching runs", exact=True)).to_be_visible()
+            expect(page.get_by_role("link", name="uistudy", exact=True).last).to_be_visible()
             _shot(page, tmp_path, "mlflow-experiment.png")
 
             # A trial run with its final metrics (the value the results database holds).
             page.goto(f"{exp_url}/runs/{trial.mlflow_run_id}")
-            expect(page.get_by_text("final_dice", exact=True).first).to_be_visible()
-            expect(page.get_by_text(repr(trial.final_metrics["dice"])).first).to_be_visible()
             expect(page.get_by_text(f"{trial.cell_key} seed={trial.seed}").first).to_be_visible()
+            final_dice = page.get_by_text("final_dice", exact=True).first
+            expect(final_dice).to_be_visible()
+            expect(page.get_by_text(repr(trial.final_metrics["dice"])).first).to_be_visible()
+            final_dice.scroll_into_view_if_needed()
             _shot(page, tmp_path, "mlflow-trial.png")
 
             # The report, logged to the parent run, previewed from the served artifacts.
