@@ -28,6 +28,7 @@ class Progress:
     reused: int = 0
     kept: int = 0
     retried: int = 0
+    fused: int = 0  # trials trained inside a fused group (fuse: auto)
     invalid: int = 0  # sampled search configurations that failed validation (told FAIL to Optuna)
     concurrency: int = 1
     durations: list[float] = field(default_factory=list)
@@ -57,6 +58,7 @@ class Progress:
             f"failed {self.failed} | reused {self.reused} | kept {self.kept}"
             + (f" | retried {self.retried}" if self.retried else "")
             + (f" | invalid {self.invalid}" if self.invalid else "")
+            + (f" | fused {self.fused}" if self.fused else "")
             + f" | elapsed {_fmt_s(time.monotonic() - self._started)}"
             + (f" | ETA {_fmt_s(eta)}" if eta is not None else "")
         )

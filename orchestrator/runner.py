@@ -10,6 +10,7 @@ Re-submitting a study resumes it: stale RUNNING records a killed driver left beh
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -44,11 +45,13 @@ from workers.pool import WorkerPool, WorkerResources
 
 RETRYABLE = {FailureKind.ERROR, FailureKind.OOM, FailureKind.WORKER_DIED}
 POLL_INTERVAL_S = 0.5
+MAX_FUSED = 8  # trials fused into one model at most (fuse: auto)
 HARD_TIMEOUT_GRACE_S = 30.0  # a trial past 1.5 * timeout_s + this ignored its deadline: its worker is killed
 WORKER_START_TIMEOUT_S = 300.0  # trials waiting and no worker could start for this long: ClusterError
 WORKER_START_FAILURES = 3  # workers in a row that died while starting: ClusterError
 
 T = TypeVar("T")
+_db_logger = logging.getLogger("orchestrator.db")  # retries of Optuna's storage are logged with ours
 
 
 class ClusterError(IELError):
@@ -341,6 +344,18 @@ class StudyRunner:
         }
 
     def _dispatch(self, item: _Item, worker: Any) -> Any:
+        self.progress.running += 1
+        return worker.run.remote(self._start_attempt(item, worker))
+
+    def _dispatch_group(self, items: list[_Item], worker: Any) -> list[Any]:
+        """Hand a fusion group to one worker: one call, one result reference per member."""
+        tasks = [self._start_attempt(item, worker) for item in items]
+        self.progress.running += len(items)
+        self.progress.fused += len(items)
+        return list(worker.run_group.options(num_returns=len(tasks)).remote(tasks))
+
+    def _start_attempt(self, item: _Item, worker: Any) -> dict[str, Any]:
+        """Create the attempt's MLflow run, mark the trial RUNNING, and build the worker's task."""
         assert self.db is not None
         item.attempt += 1
         rec = item.record
@@ -366,7 +381,7 @@ class StudyRunner:
         item.epochs.clear()
         item.logged_epochs.clear()
         item.prune_requested = False
-        task = {
+        return {
             "trial_id": rec.id,
             "attempt": item.attempt,
             "config": item.config,
@@ -374,8 +389,6 @@ class StudyRunner:
             "tracking_uri": self.settings.mlflow_uri,
             "timeout_s": self.spec.timeout_s,
         }
-        self.progress.running += 1
-        return worker.run.remote(task)
 
     def _flush_epochs(self, item: _Item) -> None:
         new = sorted(e for e in item.epochs if e not in item.logged_epochs)
@@ -499,7 +512,13 @@ class StudyRunner:
                         pool.grow(len(queue) + sum(left for _, left in self._search_budget))
                         break
                     item = queue.popleft()
-                    running[self._dispatch(item, worker)] = item
+                    # Split the queue evenly over the workers so fusion never leaves one idle.
+                    share = -(-(len(queue) + 1) // max(1, self.max_concurrent))
+                    group = self._take_fusion_group(item, queue, min(MAX_FUSED, share))
+                    if len(group) > 1:
+                        running.update(zip(self._dispatch_group(group, worker), group))
+                    else:
+                        running[self._dispatch(item, worker)] = item
                 if not running:
                     if not queue:
                         break
@@ -541,6 +560,25 @@ class StudyRunner:
             kept=self.progress.kept,
             wall_s=time.monotonic() - t0,
         )
+
+    def _take_fusion_group(self, first: _Item, queue: deque[_Item], limit: int) -> list[_Item]:
+        """With ``fuse: auto``, the queued trials that can train together with ``first`` (same fusion key:
+        same architecture, data shape and schedule; seeds, noise, IEL and learning rate may differ)."""
+        if self.spec.fuse != "auto" or self.spec.search is not None:
+            return [first]
+        from ielcore.fused import fusion_key
+
+        key = fusion_key(first.config)
+        if key is None:
+            return [first]
+        group = [first]
+        for item in list(queue):
+            if len(group) >= limit:
+                break
+            if fusion_key(item.config) == key:
+                queue.remove(item)
+                group.append(item)
+        return group
 
     def _check_workers_start(self, pool: WorkerPool, waited_s: float) -> None:
         res = pool.resources
@@ -590,10 +628,11 @@ class StudyRunner:
         """Collect per-epoch reports: feed the pruner, log to MLflow in batches, enforce hard timeouts."""
         if not running:
             return
-        by_worker = {id(item.worker): item for item in running.values()}
-        refs = {item.worker.poll.remote(): item for item in running.values()}
+        items = {item.record.id: item for item in running.values()}
+        workers = {id(item.worker): item.worker for item in running.values()}  # a fused group shares one
+        refs = [worker.poll.remote() for worker in workers.values()]
         try:
-            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=2.0)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
         except ray.exceptions.RayError:
             return
         for ref in ready:
@@ -602,8 +641,8 @@ class StudyRunner:
             except ray.exceptions.RayError:
                 continue
             for trial_id, epoch, metrics in reports:
-                item = refs[ref]
-                if item.record.id != trial_id:
+                item = items.get(trial_id)
+                if item is None:
                     continue
                 item.epochs[epoch] = metrics
                 if not item.prune_requested and _storage_call(
@@ -611,7 +650,7 @@ class StudyRunner:
                 ):
                     item.prune_requested = True
                     item.worker.stop.remote(trial_id)
-        for item in by_worker.values():
+        for item in items.values():
             self._flush_epochs(item)
             timeout = self.spec.timeout_s
             if (
@@ -683,7 +722,15 @@ def _storage_call(fn: Callable[..., T], *args: Any) -> T:
             cause = e if isinstance(e, sa_exc.DBAPIError) else e.__cause__
             if k == DEFAULT_RETRY_ATTEMPTS or cause is None or not is_transient(cause):
                 raise
-            time.sleep(min(DEFAULT_RETRY_BACKOFF_S * 2 ** (k - 1), MAX_RETRY_DELAY_S))
+            delay = min(DEFAULT_RETRY_BACKOFF_S * 2 ** (k - 1), MAX_RETRY_DELAY_S)
+            _db_logger.warning(
+                "Optuna storage operation failed (%s); retry %d/%d in %.2f s",
+                str(getattr(cause, "orig", None) or cause).splitlines()[0][:200],
+                k,
+                DEFAULT_RETRY_ATTEMPTS - 1,
+                delay,
+            )
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 

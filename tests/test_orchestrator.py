@@ -160,3 +160,30 @@ def test_search_with_pruning(tmp_path: Path, iel_home: Path) -> None:
     study = optuna.load_study(study_name="search::noise.rate=0.0", storage=storage)
     finished = [t for t in study.get_trials() if t.state.is_finished()]
     assert len(finished) == 8
+
+
+def test_fused_study_matches_unfused(tmp_path: Path, iel_home: Path) -> None:
+    base = {
+        "device": "cpu",
+        "epochs": 1,
+        "batch_size": 4,
+        "data": {"type": "cells", "num_images": 12, "size": 32},
+        "model": {"type": "unet", "width": 4, "depth": 2},
+        "noise": {"type": "block", "rate": 0.0},
+        "artifacts": {"checkpoint": False, "prediction_grid": True},
+    }
+    factors = {"noise.rate": [0.0, 0.4], "iel.type": ["none", "heat"]}
+    fused_doc = noop_study("fused", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="auto")
+    runner, outcome = run(write_study(tmp_path, fused_doc), iel_home)
+    assert outcome.trained == 8 and runner.progress.fused == 8  # two groups of four, one per worker
+    fused = {t.trial_hash: t for t in assert_consistent(iel_home, "fused")}
+    plain_doc = noop_study("plain", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="off")
+    other = tmp_path / "other-home"
+    runner, outcome = run(write_study(tmp_path, plain_doc), other)
+    assert runner.progress.fused == 0
+    plain = {t.trial_hash: t for t in assert_consistent(other, "plain")}
+    assert fused.keys() == plain.keys()  # fusion does not change a trial's identity
+    for h, t in fused.items():
+        # float32 grouped convolutions sum in another order: losses agree closely, an argmax pixel may flip
+        assert t.final_metrics["val_loss"] == pytest.approx(plain[h].final_metrics["val_loss"], abs=1e-4)
+        assert t.final_metrics["dice"] == pytest.approx(plain[h].final_metrics["dice"], abs=0.01)

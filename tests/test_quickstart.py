@@ -29,8 +29,17 @@ def test_quickstart_end_to_end(iel_home: Path, capsys: pytest.CaptureFixture[str
     assert main(["submit", study]) == 0
     assert "trained 0, reused 0, kept 8, failed 0" in capsys.readouterr().out
     # the read-only query interface sees the documented view
-    assert main(["query", "SELECT count(*) AS n FROM iel_trial_summary WHERE study = 'quickstart'",
-                 "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "query",
+                "SELECT count(*) AS n FROM iel_trial_summary WHERE study = 'quickstart'",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert '"n": 8' in capsys.readouterr().out
     assert main(["query", "DELETE FROM iel_trials"]) == 2
     assert len(db.trials("quickstart")) == 8

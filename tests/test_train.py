@@ -31,8 +31,13 @@ def tiny(**overrides: Any) -> TrialConfig:
 
 def test_learns_far_above_all_background() -> None:
     cfg = TrialConfig.from_dict(
-        {**TINY, "epochs": 8, "batch_size": 8, "data": {"type": "cells", "num_images": 48, "size": 48},
-         "model": {"type": "unet", "width": 8, "depth": 2}}
+        {
+            **TINY,
+            "epochs": 8,
+            "batch_size": 8,
+            "data": {"type": "cells", "num_images": 48, "size": 48},
+            "model": {"type": "unet", "width": 8, "depth": 2},
+        }
     )
     result = train_trial(cfg)
     assert result.status == "complete" and result.epochs_run == 8

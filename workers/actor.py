@@ -19,10 +19,25 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from workers.outcome import FailureKind, Outcome
+
+
+class _Attempt:
+    """The per-attempt state of one trial in a worker: reporter, scratch folder and outcome."""
+
+    def __init__(self, worker: TrialWorker, task: Mapping[str, Any]) -> None:
+        trial_id = int(task["trial_id"])
+        self.task = task
+        self.started = time.time()
+        deadline = time.monotonic() + float(task["timeout_s"]) if task.get("timeout_s") else None
+        self.reporter = _Reporter(worker, trial_id, deadline)
+        self.out_dir = tempfile.mkdtemp(prefix=f"iel-trial-{trial_id}-")
+        self.outcome = Outcome(
+            trial_id=trial_id, attempt=int(task["attempt"]), host=worker.host, device=worker.device
+        )
 
 
 class _Reporter:
@@ -89,53 +104,97 @@ class TrialWorker:
 
     def run(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """Train one trial. ``task`` keys: trial_id, attempt, config, run_id, tracking_uri, timeout_s."""
-        trial_id = int(task["trial_id"])
-        started = time.time()
-        deadline = time.monotonic() + float(task["timeout_s"]) if task.get("timeout_s") else None
-        reporter = _Reporter(self, trial_id, deadline)
-        out_dir = tempfile.mkdtemp(prefix=f"iel-trial-{trial_id}-")
-        outcome = Outcome(trial_id=trial_id, attempt=int(task["attempt"]), host=self.host, device=self.device)
-        try:
-            from ielcore.train import TrialStatus, train_trial
+        from ielcore.train import train_trial
 
-            result = train_trial(task["config"], reporter, out_dir=out_dir, data_cache=self._data_cache)
-            outcome.result = result.to_dict()
-            outcome.device = result.device
-            if reporter.timed_out:
-                outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
-                outcome.error = (
-                    f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
-                )
-                outcome.failed_epoch = result.epochs_run
-            elif result.status == TrialStatus.PRUNED:
-                outcome.state = "PRUNED"
-            elif result.status == TrialStatus.DIVERGED:
-                outcome.state, outcome.failure_kind = "FAILED", FailureKind.DIVERGED
-                outcome.error, outcome.failed_epoch = result.error, result.failed_epoch
-            else:
-                outcome.state = "COMPLETE"
-            if task.get("run_id") and task.get("tracking_uri"):
-                outcome.artifacts = self._upload(task["tracking_uri"], task["run_id"], out_dir)
+        attempt = _Attempt(self, task)
+        try:
+            result = train_trial(
+                task["config"], attempt.reporter, out_dir=attempt.out_dir, data_cache=self._data_cache
+            )
+            self._classify(attempt, result)
         except BaseException as exc:  # a failure is data: it becomes the outcome's reason
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            outcome.state = "FAILED"
-            outcome.failure_kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
-            outcome.error = f"{type(exc).__name__}: {exc}"
-            if outcome.failure_kind == FailureKind.OOM:
-                outcome.error = (
-                    f"out of memory on {self.device}: {outcome.error[:1500]} -- lower batch_size, the model size "
-                    "or the image size, or give each trial more memory (fewer per node; on a GPU a larger "
-                    "resources.gpu_memory_fraction)"
-                )
-            outcome.traceback = traceback.format_exc(limit=20)
-            outcome.replace_worker = outcome.failure_kind == FailureKind.OOM or not self._healthy()
-        finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            with self._lock:
-                self._stop.discard(trial_id)
-        outcome.duration_s = time.time() - started
-        return outcome.to_dict()
+            self._fail(attempt, exc)
+        return self._close(attempt)
+
+    def run_group(self, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Train trials of one fusion group together (``ielcore.fused.train_fused``), one outcome each.
+
+        Each member keeps its own reporter (pruning, timeout) and MLflow run.  If the fused group fails as a
+        whole (e.g. out of memory for the stacked model), its members are trained one by one instead, so a
+        fusion problem never costs a trial.
+        """
+        from ielcore.fused import train_fused
+
+        if len(tasks) == 1:
+            return [self.run(tasks[0])]
+        attempts = [_Attempt(self, task) for task in tasks]
+        try:
+            results = train_fused(
+                [t["config"] for t in tasks],
+                [a.reporter for a in attempts],
+                out_dirs=[a.out_dir for a in attempts],
+                data_cache=self._data_cache,
+            )
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            for a in attempts:
+                shutil.rmtree(a.out_dir, ignore_errors=True)
+            return [self.run(task) for task in tasks]
+        outcomes = []
+        for attempt, result in zip(attempts, results):
+            try:
+                self._classify(attempt, result)
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                self._fail(attempt, exc)
+            outcomes.append(self._close(attempt))
+        return outcomes
+
+    def _classify(self, attempt: _Attempt, result: Any) -> None:
+        """Turn a trainer result into the attempt's outcome and upload its artifacts."""
+        from ielcore.train import TrialStatus
+
+        outcome, task = attempt.outcome, attempt.task
+        outcome.result = result.to_dict()
+        outcome.device = result.device
+        if attempt.reporter.timed_out:
+            outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
+            outcome.error = f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
+            outcome.failed_epoch = result.epochs_run
+        elif result.status == TrialStatus.PRUNED:
+            outcome.state = "PRUNED"
+        elif result.status == TrialStatus.DIVERGED:
+            outcome.state, outcome.failure_kind = "FAILED", FailureKind.DIVERGED
+            outcome.error, outcome.failed_epoch = result.error, result.failed_epoch
+        else:
+            outcome.state = "COMPLETE"
+        if task.get("run_id") and task.get("tracking_uri"):
+            outcome.artifacts = self._upload(task["tracking_uri"], task["run_id"], attempt.out_dir)
+
+    def _fail(self, attempt: _Attempt, exc: BaseException) -> None:
+        outcome = attempt.outcome
+        outcome.state = "FAILED"
+        outcome.failure_kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        if outcome.failure_kind == FailureKind.OOM:
+            outcome.error = (
+                f"out of memory on {self.device}: {outcome.error[:1500]} -- lower batch_size, the model size "
+                "or the image size, or give each trial more memory (fewer per node; on a GPU a larger "
+                "resources.gpu_memory_fraction)"
+            )
+        outcome.traceback = traceback.format_exc(limit=20)
+        outcome.replace_worker = outcome.failure_kind == FailureKind.OOM or not self._healthy()
+
+    def _close(self, attempt: _Attempt) -> dict[str, Any]:
+        shutil.rmtree(attempt.out_dir, ignore_errors=True)
+        with self._lock:
+            self._stop.discard(attempt.outcome.trial_id)
+        attempt.outcome.duration_s = time.time() - attempt.started
+        return attempt.outcome.to_dict()
 
     # ------------------------------------------------------------------------------------- internals
     def _upload(self, tracking_uri: str, run_id: str, out_dir: str) -> dict[str, str]:

@@ -98,6 +98,9 @@ class WorkerPool:
         self._promote(timeout)
 
     def release(self, worker: Any) -> None:
+        """Give a busy worker back (idempotent: every member of a fused group releases the same worker)."""
+        if worker not in self._busy:
+            return
         self._busy.discard(worker)
         self._idle.append(worker)
 
