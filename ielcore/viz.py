@@ -31,7 +31,7 @@ def prediction_grid(
                 ax.imshow(panel, cmap=None if img.shape[2] == 3 else "gray")
             else:
                 ax.imshow(
-                    panel.numpy(),
+                    panel.numpy(),  # type: ignore[attr-defined]
                     cmap="viridis",
                     vmin=0,
                     vmax=max(num_classes - 1, 1),

@@ -106,6 +106,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     outcome = runner.run()
     metric = spec.search.objectives[0].metric if spec.search else "dice"
     db = runner.db
+    assert db is not None
     rows = results_rows(db, spec.name, metric=metric, baseline=spec.baseline)
     table = format_rows(rows, "table", metric)
     _print("")

@@ -45,7 +45,7 @@ def results_rows(
 ) -> list[dict[str, Any]]:
     """One dict per cell/group: factors, n, mean, std, ci_low, ci_high, and (when a baseline is known and the
     table is per cell) diff, diff_ci, p_t, p_wilcoxon, p_holm, effect_size and is_baseline."""
-    trials = [t for t in db.trials(study, states=[TrialState.COMPLETE]) if metric in t.final_metrics]
+    trials = [t for t in db.trials(study, states=[TrialState.COMPLETE]) if t.final_metrics.get(metric) is not None]
     groups: dict[str, list[TrialRecord]] = defaultdict(list)
     keys: dict[str, dict[str, Any]] = {}
     for t in trials:
@@ -58,7 +58,7 @@ def results_rows(
         keys[gkey] = g
     rows: list[dict[str, Any]] = []
     for gkey, members in groups.items():
-        s = describe([m.final_metrics[metric] for m in members], bootstrap=bootstrap)
+        s = describe([float(m.final_metrics[metric] or 0.0) for m in members], bootstrap=bootstrap)
         row: dict[str, Any] = {
             "cell": gkey if not group_by else ",".join(f"{k}={v}" for k, v in keys[gkey].items()),
             **{f: v for f, v in keys[gkey].items()},
@@ -99,8 +99,8 @@ def _add_paired(
         if j is None:
             pvals.append(None)
             continue
-        by_seed_base = {t.seed: t.final_metrics[metric] for t in groups[base_rows[j]["cell"]]}
-        pairs = [(t.final_metrics[metric], by_seed_base[t.seed]) for t in members if t.seed in by_seed_base]
+        by_seed_base = {t.seed: float(t.final_metrics[metric] or 0.0) for t in groups[base_rows[j]["cell"]]}
+        pairs = [(float(t.final_metrics[metric] or 0.0), by_seed_base[t.seed]) for t in members if t.seed in by_seed_base]
         if not pairs:
             pvals.append(None)
             continue

@@ -284,8 +284,8 @@ class StudyRunner:
                 "iel.reused_from_study": original.study_name,
             },
         )
-        rows = [(int(e), n, v) for e, n, v in self.db.epoch_metrics(original.id)]
-        rows += [(0, f"final_{k}", v) for k, v in original.final_metrics.items()]
+        rows = [(int(e), n, v) for e, n, v in self.db.epoch_metrics(original.id) if v is not None]
+        rows += [(0, f"final_{k}", v) for k, v in original.final_metrics.items() if v is not None]
         self.tracker.log_metrics(run_id, rows)
         self.tracker.finish(run_id, "FINISHED")
         self.db.set_references(

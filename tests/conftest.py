@@ -14,10 +14,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-try:  # the PostgreSQL fixture lives in tests/postgres.py
-    from tests.postgres import *  # noqa: F401,F403
-except ImportError:  # pragma: no cover
-    pass
+from tests.postgres import *  # noqa: E402,F401,F403  (fixtures postgres_server, postgres_url)
 
 
 @pytest.fixture(scope="session")

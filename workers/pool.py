@@ -28,7 +28,7 @@ class WorkerResources:
     gpu_memory_fraction: float | None = None
 
 
-_RemoteWorker = ray.remote(max_concurrency=4, max_restarts=0)(TrialWorker)
+_RemoteWorker = ray.remote(max_concurrency=4, max_restarts=0)(TrialWorker)  # type: ignore[call-overload]
 
 
 class WorkerPool:
