@@ -172,9 +172,10 @@ def bench_batch(args: argparse.Namespace, batch: int, vs: list[Variant], device:
     step_m: dict[Variant, float] = {}
     iel_t: dict[Variant, list[float]] = {v: [] for v in vs}
     iel_m: dict[Variant, float] = {}
-    for v in vs:  # warm-up (allocator, kernels, optimizer state)
-        for _ in range(args.warmup):
-            train_step(layers[v])
+    for _ in range(args.warmup):  # warm-up (allocator, kernels, optimizer state)
+        train_step(layers[vs[0]])
+    for v in vs:
+        iel_only(layers[v])
     for _ in range(args.repeats):
         for v in vs:
             t, m = measure(lambda v=v: train_step(layers[v]), device, params)  # type: ignore[misc]
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", default="0,5,20,50")
     ap.add_argument("--types", default="heat,tv,mcf,perona_malik")
     ap.add_argument("--repeats", type=int, default=3, help="timed training steps per configuration")
-    ap.add_argument("--iel-repeats", type=int, default=3, help="timed IEL-only runs per training step")
+    ap.add_argument("--iel-repeats", type=int, default=5, help="timed IEL-only runs per training step")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     ap.add_argument(

@@ -140,10 +140,10 @@ def test_driver_sigkill_then_resubmit_completes_without_duplicates(
         base={
             "kind": "noop",
             "epochs": 3,
-            "noop": {"sleep_s": 0.8},
+            "noop": {"sleep_s": 0.7},
             "optimizer": {"type": "adam", "lr": 1e-3},
         },
-        factors={"noise.rate": [0.0, 0.2, 0.4]},
+        factors={"noise.rate": [0.0, 0.2]},
         baseline={"noise.rate": 0.0},
         seeds=2,
         max_concurrent=2,
@@ -176,18 +176,18 @@ def test_driver_sigkill_then_resubmit_completes_without_duplicates(
     wait_for("the dead driver's workers to exit", lambda: not trial_workers(os.getpid(), running_only=False))
     before = completed_rows(db_path)
     left_running = states(db_path).get("RUNNING", 0)
-    assert 2 <= len(before) < 6 and left_running >= 1
+    assert 2 <= len(before) < 4 and left_running >= 1
 
     code = cli.main(["submit", str(path), "--home", str(iel_home)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
     counts = _counts(out)
-    assert counts == {"trained": 6 - len(before), "reused": 0, "kept": len(before), "failed": 0}
+    assert counts == {"trained": 4 - len(before), "reused": 0, "kept": len(before), "failed": 0}
     after = completed_rows(db_path)
     assert {h: after[h] for h in before} == before  # finished trials untouched: same row, attempt, run
 
     settings = Settings.resolve(home=str(iel_home))
-    assert_exactly_once(settings, "drvkill", 6)
+    assert_exactly_once(settings, "drvkill", 4)
     assert_consistent(iel_home, "drvkill")  # nothing RUNNING in MLflow or Optuna
     killed = [r for r in trial_runs(settings, "drvkill") if r.info.status == "KILLED"]
     assert len(killed) == left_running
@@ -250,18 +250,14 @@ def test_worker_node_removed_mid_study_moves_its_trials(
     driver = Driver(path, iel_home, "--address", cluster.address)
     drivers.append(driver)
     nodes = sorted(cluster.worker_nodes, key=_raylet_pid)
-    wait_for(
-        "both worker nodes to train a trial",
-        lambda: (
-            driver.proc.poll() is not None
-            or (
-                all(trial_workers(_raylet_pid(n)) for n in nodes)
-                and [trial_workers(_raylet_pid(n)) for n in nodes]
-            )
-        ),
-    )
-    assert driver.proc.poll() is None, driver.output()
-    victim = nodes[1]
+
+    def training_node() -> Any:
+        if driver.proc.poll() is not None:
+            return "exited"
+        return next((n for n in nodes if trial_workers(_raylet_pid(n))), None)
+
+    victim = wait_for("a worker node to train a trial", training_node, every=0.1)
+    assert victim != "exited", driver.output()
     cluster.remove_node(victim, allow_graceful=False)
     assert driver.proc.wait(timeout=DEADLINE_S) == 0, driver.output()
 

@@ -249,45 +249,22 @@ def test_user_interfaces_default_to_loopback() -> None:
             assert inspect.signature(fn).parameters["host"].default == "127.0.0.1"
 
 
-@pytest.mark.slow
-def test_mlflow_ui_listens_on_loopback_only(tmp_path: Path) -> None:
-    import subprocess
-    import time
-    import urllib.request
+def test_optuna_dashboard_listens_on_loopback_only(tmp_path: Path) -> None:
+    """The dashboard server built with its defaults accepts connections on 127.0.0.1 only."""
+    import optuna
 
-    from orchestrator.ui import mlflow_server_command
-    from tests.postgres import free_port
-
+    dashboards = pytest.importorskip("orchestrator.dashboards")
     settings = Settings.resolve(home=str(tmp_path / "home"))
     settings.ensure_home()
-    port = free_port()
-    args = cli.build_parser().parse_args(["ui", "--home", str(settings.home), "--port", str(port)])
-    proc = subprocess.Popen(
-        mlflow_server_command(settings, args.host, args.port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    optuna.create_study(storage=settings.db_url, study_name="s::noise.rate=0.0")
+    server = dashboards.make_dashboard_server(settings, "s", port=0)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "mlflow server exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer")
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
         addresses = _listen_addresses(port)
         assert addresses and addresses <= LOOPBACK, addresses
     finally:
-        import signal
-
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        server.server_close()
 
 
 @pytest.mark.usefixtures("ray_local")
