@@ -45,6 +45,14 @@ from workers.pool import WorkerPool, WorkerResources
 
 RETRYABLE = {FailureKind.ERROR, FailureKind.OOM, FailureKind.WORKER_DIED}
 POLL_INTERVAL_S = 0.5
+WORKER_ENV_PASSTHROUGH = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
+)
 MAX_FUSED = 8  # trials fused into one model at most (fuse: auto)
 HARD_TIMEOUT_GRACE_S = 30.0  # a trial past 1.5 * timeout_s + this ignored its deadline: its worker is killed
 WORKER_START_TIMEOUT_S = 300.0  # trials waiting and no worker could start for this long: ClusterError
@@ -95,6 +103,13 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     kwargs: dict[str, Any] = {"namespace": "iel", "log_to_driver": False, "configure_logging": False}
     if address:
         kwargs["address"] = address
+        # A driver joining a cluster does not pick up Ray's token file by itself: with a token available,
+        # use token authentication (never disable it).
+        token_file = os.path.expanduser("~/.ray/auth_token")
+        if "RAY_AUTH_MODE" not in os.environ and (
+            os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file)
+        ):
+            os.environ["RAY_AUTH_MODE"] = "token"
     else:  # "local": a new instance, never a cluster that `ray start` left in /tmp/ray/ray_current_cluster
         kwargs.update(address="local", include_dashboard=False, dashboard_host="127.0.0.1")
         if num_cpus is not None:
@@ -104,7 +119,8 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     except Exception as e:
         raise ClusterError(
             f"cannot connect to the Ray cluster at {address!r} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "start it with `ray start --head` or fix --address / $IEL_RAY_ADDRESS"
+            "start it with `ray start --head` or fix --address / $IEL_RAY_ADDRESS; with token authentication "
+            "set RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN"
             if address
             else f"cannot start a local Ray instance ({type(e).__name__}: {e}); check free memory and /tmp space"
         ) from e
@@ -488,6 +504,8 @@ class StudyRunner:
             resources = check_resources(self.spec, self.allow_cpu)
             self._prepare()
             env = {"IEL_TORCH_THREADS": str(max(1, int(resources.cpus)))}
+            # Remote workers do not inherit the driver's environment: pass MLflow's credentials on.
+            env.update({k: os.environ[k] for k in WORKER_ENV_PASSTHROUGH if k in os.environ})
             pool = WorkerPool(self.max_concurrent, resources, env)
             if self.spec.search is None:
                 queue = self._grid_queue()

@@ -46,6 +46,12 @@ def mlflow_server_command(settings: Settings, host: str = "127.0.0.1", port: int
 
 
 def serve_mlflow(settings: Settings, host: str = "127.0.0.1", port: int = 5000) -> int:
+    if settings.mlflow_uri.startswith(("http://", "https://")):
+        print(
+            f"the study store is an MLflow server already: open {settings.mlflow_uri} in a browser",
+            flush=True,
+        )
+        return 0
     if settings.artifact_root:
         os.makedirs(settings.artifact_root, exist_ok=True)
     print(f"MLflow UI for {settings.mlflow_uri} at http://{host}:{port} (Ctrl-C to stop)", flush=True)
