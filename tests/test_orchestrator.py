@@ -175,7 +175,8 @@ def test_fused_study_matches_unfused(tmp_path: Path, iel_home: Path) -> None:
     factors = {"noise.rate": [0.0, 0.4], "iel.type": ["none", "heat"]}
     fused_doc = noop_study("fused", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="auto")
     runner, outcome = run(write_study(tmp_path, fused_doc), iel_home)
-    assert outcome.trained == 8 and runner.progress.fused == 8  # two groups of four, one per worker
+    # The queue is split over the workers as they come up: groups of 4, then smaller ones (timing-dependent).
+    assert outcome.trained == 8 and runner.progress.fused >= 4
     fused = {t.trial_hash: t for t in assert_consistent(iel_home, "fused")}
     plain_doc = noop_study("plain", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="off")
     other = tmp_path / "other-home"
