@@ -83,4 +83,4 @@ def test_bench_scaling_quick_prints_efficiency() -> None:
     out = run_script("bench_scaling.py")
     rows = table_rows(out, "workers nodes")
     assert [(int(r[0]), int(r[1]), int(r[2])) for r in rows] == [(1, 1, 2), (2, 2, 2)]
-    assert rows[0][5] == "1.00"  # efficiency of one worker against itself
+    assert rows[0][6] == "1.00"  # efficiency of one worker against itself
