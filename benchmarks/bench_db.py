@@ -5,7 +5,7 @@
 
 The PostgreSQL database should be empty (a study named ``bench`` is replaced).  The bulk fill uses
 SQLAlchemy Core batches; ``driver writes/trial`` times the driver's real per-trial calls
-(ensure_trial, mark_running, add_epoch_metrics, finish_trial) on extra trials.
+(ensure_trial, mark_running, finish_trial with the epoch rows) on extra trials.
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ def driver_writes_per_trial(db: ResultsDB, n: int, epochs: int) -> float:
     for i in range(n):
         tr = db.ensure_trial(sid, cid, i, f"w{i:063x}", {"i": i}, None, "bench")
         db.mark_running(tr.id, attempt=1, mlflow_run_id=None, host="h", device="cpu")
-        db.add_epoch_metrics(tr.id, [(e, m, 0.5) for e in range(epochs) for m in EPOCH_METRICS])
-        db.finish_trial(tr.id, TrialState.COMPLETE, final_metrics={"dice": 0.5}, duration_s=1.0)
+        rows = [(e, m, 0.5) for e in range(epochs) for m in EPOCH_METRICS]
+        db.finish_trial(
+            tr.id, TrialState.COMPLETE, final_metrics={"dice": 0.5}, duration_s=1.0, epoch_metrics=rows
+        )
     return (time.perf_counter() - t0) / n
 
 

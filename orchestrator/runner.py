@@ -271,10 +271,8 @@ class StudyRunner:
         if original is not None:
             self._reuse(rec, cell, optuna_trial, original)
             return None
-        if optuna_trial is None:
-            optuna_trial = _storage_call(search.study.ask)
-            _storage_call(optuna_trial.set_user_attr, "trial_hash", rec.trial_hash)
-            _storage_call(optuna_trial.set_user_attr, "seed", rec.seed)
+        # A grid trial is asked from Optuna only when it starts (see _start_attempt): asking the whole grid
+        # up front would leave N trials RUNNING there, and every ask re-reads the unfinished ones (O(N^2)).
         return _Item(
             record=rec, cell=cell, search=search, optuna_trial=optuna_trial, config=config, attempt=0
         )
@@ -375,6 +373,10 @@ class StudyRunner:
         assert self.db is not None
         item.attempt += 1
         rec = item.record
+        if item.optuna_trial is None:  # a grid trial: asked now, so only running trials are RUNNING in Optuna
+            item.optuna_trial = _storage_call(item.search.study.ask)
+            _storage_call(item.optuna_trial.set_user_attr, "trial_hash", rec.trial_hash)
+            _storage_call(item.optuna_trial.set_user_attr, "seed", rec.seed)
         item.run_id = self.tracker.start_trial(
             self.exp_id,
             self.cell_runs[item.cell.key],
@@ -383,7 +385,7 @@ class StudyRunner:
             item.config,
             self._tags(rec) | {"iel.attempt": str(item.attempt)},
         )
-        self.db.mark_running(
+        item.record = self.db.mark_running(
             rec.id,
             attempt=rec.attempts + 1,
             mlflow_run_id=item.run_id,
@@ -392,7 +394,6 @@ class StudyRunner:
             optuna_study_name=item.search.name,
             optuna_trial_number=int(item.optuna_trial.number),
         )
-        item.record = self.db.get_trial(rec.id)
         item.worker, item.started = worker, time.monotonic()
         item.epochs.clear()
         item.logged_epochs.clear()
@@ -421,19 +422,23 @@ class StudyRunner:
         result = outcome.get("result") or {}
         for h in result.get("history", []):
             item.epochs[int(h["epoch"])] = {k: v for k, v in h.items() if k != "epoch"}
-        self._flush_epochs(item)
         rec = item.record
         rows = [(e, k, float(v)) for e, m in sorted(item.epochs.items()) for k, v in m.items()]
-        if rows:
-            self.db.add_epoch_metrics(rec.id, rows)
+        # Epochs not streamed yet go to MLflow with the run's end (one log_batch), and to the results
+        # database in the same transaction as the outcome.
+        unlogged = [(e, k, v) for e, k, v in rows if e not in item.logged_epochs]
+        item.logged_epochs.update(item.epochs)
         state = outcome["state"]
         host_tags = {"iel.host": outcome.get("host") or "", "iel.device": outcome.get("device") or ""}
         final = dict(result.get("final_metrics") or {})
         if state == "COMPLETE":
-            self.tracker.log_metrics(
-                item.run_id or "", [(result.get("epochs_run", 0), f"final_{k}", v) for k, v in final.items()]
+            epochs_run = result.get("epochs_run", 0)
+            self.tracker.finish(
+                item.run_id or "",
+                "FINISHED",
+                tags=host_tags,
+                metrics=unlogged + [(epochs_run, f"final_{k}", v) for k, v in final.items()],
             )
-            self.tracker.finish(item.run_id or "", "FINISHED", tags=host_tags)
             self.db.finish_trial(
                 rec.id,
                 TrialState.COMPLETE,
@@ -442,6 +447,7 @@ class StudyRunner:
                 artifacts=outcome.get("artifacts") or {},
                 host=outcome.get("host"),
                 device=outcome.get("device"),
+                epoch_metrics=rows,
             )
             _storage_call(item.search.tell_complete, item.optuna_trial, final)
             self.progress.done += 1
@@ -450,7 +456,7 @@ class StudyRunner:
         if state == "PRUNED":
             epoch = max(item.epochs) if item.epochs else 0
             reason = f"pruned by the {self.spec.search.pruner if self.spec.search else ''} pruner after epoch {epoch}"
-            self.tracker.finish(item.run_id or "", "KILLED", error=reason, tags=host_tags)
+            self.tracker.finish(item.run_id or "", "KILLED", error=reason, tags=host_tags, metrics=unlogged)
             self.db.finish_trial(
                 rec.id,
                 TrialState.PRUNED,
@@ -459,13 +465,16 @@ class StudyRunner:
                 duration_s=outcome["duration_s"],
                 host=outcome.get("host"),
                 device=outcome.get("device"),
+                epoch_metrics=rows,
             )
             _storage_call(item.search.tell_pruned, item.optuna_trial)
             self.progress.pruned += 1
             return False
         kind = outcome.get("failure_kind") or FailureKind.ERROR
         error = outcome.get("error") or "unknown failure"
-        self.tracker.finish(item.run_id or "", "FAILED", error=f"[{kind}] {error}", tags=host_tags)
+        self.tracker.finish(
+            item.run_id or "", "FAILED", error=f"[{kind}] {error}", tags=host_tags, metrics=unlogged
+        )
         retry = kind in RETRYABLE and item.attempt <= self.spec.retries
         self.db.finish_trial(
             rec.id,
@@ -476,6 +485,7 @@ class StudyRunner:
             duration_s=outcome.get("duration_s"),
             host=outcome.get("host"),
             device=outcome.get("device"),
+            epoch_metrics=rows,
         )
         if retry:
             self.progress.retried += 1
@@ -547,7 +557,12 @@ class StudyRunner:
                     self.db.heartbeat_driver_lock(self.spec.name, self.owner)
                     continue
                 waiting_since = None
-                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=POLL_INTERVAL_S)
+                # Wake on the first result (a free worker takes the next trial at once), then take every
+                # other result that is already in.
+                refs = list(running)
+                ready, rest = ray.wait(refs, num_returns=1, timeout=POLL_INTERVAL_S)
+                if ready and rest:
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
                 for ref in ready:
                     item = running.pop(ref)
                     outcome = self._collect(ref, item, pool)
@@ -689,8 +704,9 @@ class StudyRunner:
         assert self.db is not None
         reason = "the study was interrupted (Ctrl-C / SIGTERM)" if interrupted else "the driver stopped"
         for item in queue or ():  # asked from Optuna but never started: no trial is left RUNNING there
-            with contextlib.suppress(Exception):
-                item.search.tell_failed(item.optuna_trial)
+            if item.optuna_trial is not None:
+                with contextlib.suppress(Exception):
+                    item.search.tell_failed(item.optuna_trial)
         for item in running.values():
             try:
                 self.tracker.finish(item.run_id or "", "KILLED", error=reason)

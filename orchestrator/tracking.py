@@ -163,18 +163,33 @@ class Tracker:
             self.client.log_batch(run_id, metrics=metrics[i : i + _METRIC_BATCH], synchronous=True)
 
     def finish(
-        self, run_id: str, status: str, error: str | None = None, tags: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        status: str,
+        error: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[tuple[int, str, float]] = (),
     ) -> None:
-        """End a run: status FINISHED, FAILED or KILLED; a failure's reason goes in tags and description."""
-        from mlflow.entities import RunTag
+        """End a run: status FINISHED, FAILED or KILLED; a failure's reason goes in tags and description.
+
+        The last metrics (``(step, name, value)`` rows) and the tags go in as few ``log_batch`` requests as
+        MLflow's limits allow (one for a usual trial), then the status: two writes per run end."""
+        from mlflow.entities import Metric, RunTag
 
         all_tags = dict(tags or {})
         if error:
             all_tags["iel.error"] = error[:5000]
             all_tags["mlflow.note.content"] = f"**{status}**: {error[:5000]}"
-        if all_tags:
+        now = int(time.time() * 1000)
+        entries: list[Metric | RunTag] = [RunTag(k, str(v)) for k, v in all_tags.items()]
+        entries += [Metric(name, float(value), now, int(step)) for step, name, value in metrics]
+        for i in range(0, len(entries), _METRIC_BATCH):
+            chunk = entries[i : i + _METRIC_BATCH]
             self.client.log_batch(
-                run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()], synchronous=True
+                run_id,
+                metrics=[e for e in chunk if isinstance(e, Metric)],
+                tags=[e for e in chunk if isinstance(e, RunTag)],
+                synchronous=True,
             )
         self.client.set_terminated(run_id, status=status)
 

@@ -67,12 +67,31 @@ def assert_consistent(home: Path, study: str) -> list:  # type: ignore[type-arg]
     return trials
 
 
+def max_optuna_running(home: Path, study: str) -> int:
+    """The most Optuna trials of the study (all cells) that were RUNNING at one instant."""
+    storage = optuna.storages.RDBStorage(Settings.resolve(home=str(home)).db_url)
+    events = []
+    for summary in optuna.get_all_study_summaries(storage):
+        if summary.study_name.startswith(f"{study}::"):
+            s = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for t in s.get_trials(deepcopy=False):
+                events += [(t.datetime_start, 1), (t.datetime_complete, -1)]
+    running = most = 0
+    for _, delta in sorted(events):  # at equal times an end (-1) sorts before a start
+        running += delta
+        most = max(most, running)
+    return most
+
+
 def test_grid_study_counts_and_consistency(tmp_path: Path, iel_home: Path) -> None:
     path = write_study(tmp_path, noop_study("grid"))
     runner, outcome = run(path, iel_home)
     assert runner.plan.n_trials() == 8  # 2 noise rates x 2 lrs x 2 seeds
     assert outcome.trained == 8 and outcome.failed == 0
     trials = assert_consistent(iel_home, "grid")
+    # Grid trials are asked from Optuna when they start, not all up front (which costs O(N^2) asks):
+    # never more RUNNING there than max_concurrent.
+    assert max_optuna_running(iel_home, "grid") <= 2
     assert len(trials) == 8
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted({t.seed for t in trials}) == [0, 1]

@@ -198,7 +198,10 @@ class TrialWorker:
 
     # ------------------------------------------------------------------------------------- internals
     def _upload(self, tracking_uri: str, run_id: str, out_dir: str) -> dict[str, str]:
-        """Upload every artifact file to the given run; return name -> artifact URI."""
+        """Upload every artifact file to the given run; return name -> artifact URI (no call when none)."""
+        names = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+        if not names:
+            return {}
         client = self._mlflow_clients.get(tracking_uri)
         if client is None:
             from mlflow.tracking import MlflowClient
@@ -216,7 +219,7 @@ class TrialWorker:
                 "URI the driver uses (--mlflow / $IEL_MLFLOW_URI): on a cluster use an MLflow server with "
                 "--serve-artifacts, not a local file or SQLite store"
             ) from e
-        return {name: f"{root}/{name}" for name in sorted(os.listdir(out_dir))}
+        return {name: f"{root}/{name}" for name in names}
 
     def _healthy(self) -> bool:
         try:

@@ -368,8 +368,9 @@ class ResultsDB:
         device: str,
         optuna_study_name: str | None = None,
         optuna_trial_number: int | None = None,
-    ) -> None:
-        """RUNNING, attempt number ``attempt`` (1 for the first), started now."""
+    ) -> TrialRecord:
+        """RUNNING, attempt number ``attempt`` (1 for the first), started now; returns the updated record
+        (read in the same transaction)."""
         values = dict(
             state=TrialState.RUNNING.value,
             attempts=attempt,
@@ -387,13 +388,23 @@ class ResultsDB:
             values["optuna_study_name"] = optuna_study_name
         if optuna_trial_number is not None:
             values["optuna_trial_number"] = optuna_trial_number
-        self._tx(lambda conn: self._update_trial(conn, trial_id, **values))
+
+        def run(conn: Connection) -> TrialRecord:
+            self._update_trial(conn, trial_id, **values)
+            return self._get_trial(conn, trial_id)
+
+        return self._tx(run)
 
     def add_epoch_metrics(self, trial_id: int, rows: Sequence[tuple[int, str, float]]) -> None:
         """Insert or overwrite ``(epoch, name, value)`` rows in one statement (last duplicate wins)."""
+        self._tx(lambda conn: self._add_epoch_metrics(conn, trial_id, rows))
+
+    def _add_epoch_metrics(
+        self, conn: Connection, trial_id: int, rows: Sequence[tuple[int, str, float]]
+    ) -> None:
         dedup = {(int(e), str(n)): _finite(v) for e, n, v in rows}
         batch = [{"trial_id": trial_id, "epoch": e, "name": n, "value": v} for (e, n), v in dedup.items()]
-        self._tx(lambda conn: self._upsert(conn, EpochMetric, batch, ("trial_id", "epoch", "name")))
+        self._upsert(conn, EpochMetric, batch, ("trial_id", "epoch", "name"))
 
     def finish_trial(
         self,
@@ -408,9 +419,11 @@ class ResultsDB:
         artifacts: dict[str, str] | None = None,
         host: str | None = None,
         device: str | None = None,
+        epoch_metrics: Sequence[tuple[int, str, float]] = (),
     ) -> None:
         """Record the end of a trial: COMPLETE, PRUNED or FAILED (with the reason), its final metrics
-        (replacing earlier ones) and artifact URIs.  ``duration_s`` defaults to now - started_at."""
+        (replacing earlier ones), artifact URIs and ``(epoch, name, value)`` rows (as
+        :meth:`add_epoch_metrics`), all in one transaction.  ``duration_s`` defaults to now - started_at."""
         state = TrialState(state)
         if not state.is_finished:
             raise ValueError(f"finish_trial needs COMPLETE, PRUNED or FAILED, but got {state.value}")
@@ -443,6 +456,8 @@ class ResultsDB:
                     conn.execute(insert(FinalMetric), rows)
             arts = [{"trial_id": trial_id, "name": k, "uri": v} for k, v in (artifacts or {}).items()]
             self._upsert(conn, Artifact, arts, ("trial_id", "name"))
+            if epoch_metrics:
+                self._add_epoch_metrics(conn, trial_id, epoch_metrics)
 
         self._tx(run)
 
