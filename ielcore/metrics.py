@@ -7,7 +7,10 @@ absent from both prediction and truth scores 1.  Shape measures act on the predi
 - solidity ``= area / convex-hull area`` (1.0 for an empty mask), with the convex-hull area counted in
   pixels as scikit-image does: the hull of the pixel "diamonds" (each pixel centre ``+-0.5`` along each
   axis) and every pixel whose centre lies inside or on that hull;
-- connected components with 8-connectivity (pixels sharing an edge or a corner are connected).
+- connected components with 8-connectivity (pixels sharing an edge or a corner are connected);
+- per-object solidity: the solidity of each 8-connected component on its own, averaged with the components'
+  areas as weights.  On images with several objects (``blobs``) the whole-mask solidity measures the gaps
+  between objects, not their shapes; the per-object figure is 1.0 for any set of disjoint convex objects.
 """
 
 from __future__ import annotations
@@ -104,6 +107,29 @@ def solidity(mask: torch.Tensor | np.ndarray) -> float:
     return 1.0 if area == 0 else area / convex_hull_area(m)
 
 
+def object_solidities(mask: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(solidity, area)`` of each 8-connected component of the mask (in label order); empty for none."""
+    m = _as_bool_array(mask)
+    labels, n = ndimage.label(m, structure=_EIGHT)
+    sol = np.empty(n, dtype=np.float64)
+    area = np.empty(n, dtype=np.int64)
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        comp = labels[box] == k
+        area[k - 1] = int(comp.sum())
+        sol[k - 1] = area[k - 1] / convex_hull_area(comp)
+    return sol, area
+
+
+def object_solidity(mask: torch.Tensor | np.ndarray) -> tuple[float, float]:
+    """Area-weighted mean per-object solidity, and the share of foreground area in non-convex objects
+    (solidity < 0.95); ``(1.0, 0.0)`` for an empty mask."""
+    sol, area = object_solidities(mask)
+    if area.size == 0:
+        return 1.0, 0.0
+    total = float(area.sum())
+    return float((sol * area).sum() / total), float(area[sol < NONCONVEX_SOLIDITY].sum() / total)
+
+
 def num_components(mask: torch.Tensor | np.ndarray) -> int:
     """Number of 8-connected components of ``mask``."""
     return int(ndimage.label(_as_bool_array(mask), structure=_EIGHT)[1])
@@ -115,7 +141,9 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
     Keys: ``dice``, ``miou``, ``pixel_acc`` (means over images); ``solidity`` (mean solidity of the
     predicted foreground ``pred != 0``); ``nonconvex_share`` (share of images with that solidity < 0.95);
     ``multi_component_share`` (share with more than one 8-connected foreground component);
-    ``components`` (mean number of foreground components).
+    ``components`` (mean number of foreground components); ``object_solidity`` (mean over images of the
+    area-weighted per-object solidity) and ``nonconvex_area_share`` (mean share of foreground area in
+    non-convex objects): the shape measures for images with several objects.
     """
     _check_pair(pred, target, num_classes)
     if pred.shape[0] == 0:
@@ -123,6 +151,7 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
     fg = (pred != 0).cpu().numpy()
     sol = np.array([solidity(f) for f in fg])
     comps = np.array([num_components(f) for f in fg])
+    objects = np.array([object_solidity(f) for f in fg])
     return {
         "dice": float(dice_per_image(pred, target, num_classes).mean()),
         "miou": float(iou_per_image(pred, target, num_classes).mean()),
@@ -131,4 +160,6 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
         "nonconvex_share": float((sol < NONCONVEX_SOLIDITY).mean()),
         "multi_component_share": float((comps > 1).mean()),
         "components": float(comps.mean()),
+        "object_solidity": float(objects[:, 0].mean()),
+        "nonconvex_area_share": float(objects[:, 1].mean()),
     }

@@ -53,7 +53,8 @@ def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
             "train_loss": loss,
         }
         history.append({"epoch": float(epoch), **metrics})
-        if reporter is not None and reporter.report(epoch, metrics) is False:
+        # A stop asked after the last epoch saves nothing: the trial completed (not PRUNED).
+        if reporter is not None and reporter.report(epoch, metrics) is False and epoch < cfg.epochs:
             status = TrialStatus.PRUNED
             break
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}

@@ -306,7 +306,12 @@ class TrialRun:
         if self.plateau is not None:
             self.plateau.step(metrics["dice"])
         self.history.append({"epoch": float(epoch), **metrics})
-        if self.reporter is not None and self.reporter.report(epoch, metrics) is False:
+        # A stop asked after the last epoch saves nothing: the trial completed (not PRUNED).
+        if (
+            self.reporter is not None
+            and self.reporter.report(epoch, metrics) is False
+            and epoch < self.cfg.epochs
+        ):
             self.status = TrialStatus.PRUNED
             return False
         return True
@@ -346,7 +351,8 @@ def train_trial(
     """Train one configuration deterministically and return its :class:`TrialResult`.
 
     ``reporter.report(epoch, metrics)`` is called after every epoch (epochs are 1-based); if it returns
-    False training stops and the result's status is ``pruned``.  A non-finite loss ends the run with
+    False before the last epoch, training stops and the result's status is ``pruned`` (after the last
+    epoch there is nothing left to save: the run is ``complete``).  A non-finite loss ends the run with
     status ``diverged`` and the epoch it happened in.  ``out_dir`` receives the artifacts (checkpoint,
     prediction grid, result JSON); ``data_cache`` lets a long-lived worker reuse generated datasets.
     """

@@ -52,6 +52,8 @@ METRICS: dict[str, str] = {
     "nonconvex_share": "minimize",
     "multi_component_share": "minimize",
     "components": "minimize",
+    "object_solidity": "maximize",
+    "nonconvex_area_share": "minimize",
 }
 DIRECTIONS = ("maximize", "minimize")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")

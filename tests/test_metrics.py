@@ -14,6 +14,8 @@ from ielcore.metrics import (
     dice_per_image,
     iou_per_image,
     num_components,
+    object_solidities,
+    object_solidity,
     pixel_accuracy,
     segmentation_metrics,
     solidity,
@@ -144,6 +146,8 @@ def test_segmentation_metrics_against_independent_values() -> None:
         "nonconvex_share",
         "multi_component_share",
         "components",
+        "object_solidity",
+        "nonconvex_area_share",
     ]
     p, t = pred.numpy(), target.numpy()
     fg = p != 0
@@ -157,3 +161,35 @@ def test_segmentation_metrics_against_independent_values() -> None:
     assert out["multi_component_share"] == pytest.approx((comps > 1).mean())
     assert out["components"] == pytest.approx(comps.mean())
     assert sol[0] == 1.0 and comps[0] == 0 and sol[2] == 1.0 and comps[3] == 2
+    # per object: skimage's regionprops on the 8-connected labels, weighted by area
+    obj, share = [], []
+    for f in fg:
+        regions = regionprops(sk_label(f, connectivity=2))
+        area = np.array([r.area for r in regions], dtype=float)
+        so = np.array([r.solidity for r in regions])
+        obj.append((so * area).sum() / area.sum() if regions else 1.0)
+        share.append(area[so < 0.95].sum() / area.sum() if regions else 0.0)
+    assert out["object_solidity"] == pytest.approx(np.mean(obj))
+    assert out["nonconvex_area_share"] == pytest.approx(np.mean(share))
+    assert obj[3] == 1.0 and sol[3] < 1.0  # two disjoint squares: convex objects, non-convex union
+
+
+def test_object_solidity_matches_skimage_per_component() -> None:
+    for m in _random_masks(2):
+        sols, areas = object_solidities(m)
+        regions = regionprops(sk_label(m, connectivity=2))
+        assert [int(a) for a in areas] == [int(r.area) for r in regions]
+        assert sols == pytest.approx([r.solidity for r in regions], abs=1e-12)
+
+
+def test_object_solidity_crafted() -> None:
+    m = np.zeros((30, 30), dtype=bool)
+    assert object_solidity(m) == (1.0, 0.0)
+    m[1:5, 1:5] = True  # a 4x4 square (16 px) ...
+    m[10:20, 10:20] = True  # ... and a 10x10 square (100 px): both convex, their union is not
+    assert object_solidity(m) == (1.0, 0.0)
+    assert solidity(m) < 0.6  # 116 px in a hull of 217
+    m[10:15, 15:20] = False  # the big square loses a quarter: an L of 75 px
+    hull = convex_hull_image(m[10:20, 10:20]).sum()
+    assert object_solidity(m)[0] == pytest.approx((16 * 1.0 + 75 * (75 / hull)) / 91)
+    assert object_solidity(m)[1] == pytest.approx(75 / 91)  # the L is non-convex (75/hull < 0.95)

@@ -82,8 +82,16 @@ def grid_study(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Ite
         yield run_study(tmp, tmp / "home", doc)
 
 
-METRICS = ["dice", "miou", "pixel_acc", "solidity", "nonconvex_share"]
-HIGHER_IS_BETTER = {"dice", "miou", "pixel_acc", "solidity"}
+METRICS = [
+    "dice",
+    "miou",
+    "pixel_acc",
+    "solidity",
+    "nonconvex_share",
+    "object_solidity",
+    "nonconvex_area_share",
+]
+HIGHER_IS_BETTER = {"dice", "miou", "pixel_acc", "solidity", "object_solidity"}
 
 
 def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_path: Path) -> None:
@@ -194,7 +202,7 @@ def test_report_cli_html_bootstrap(
     assert rc == 0
     assert "report.html" in capsys.readouterr().out
     page = (out / "report.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == 5
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") == len(METRICS)
     assert '<img src="figures/heatmap.png"' in page
     doc = json.loads((out / "report.json").read_text())
     data = finals(grid_study, "rep")

@@ -95,6 +95,21 @@ def test_reporter_stops_training() -> None:
     assert result.status == "pruned" and result.epochs_run == 2 and seen == [1, 2]
 
 
+@pytest.mark.parametrize("kind", ["unet", "noop"])
+def test_stop_after_the_last_epoch_is_complete(kind: str) -> None:
+    """A stop that arrives with the last epoch's report saves nothing: the trial is complete, not pruned."""
+
+    class AlwaysStop:
+        def report(self, epoch: int, metrics: Any) -> bool:
+            return False
+
+    cfg = tiny(epochs=1) if kind == "unet" else {"kind": "noop", "epochs": 1}
+    assert train_trial(cfg, AlwaysStop()).status == "complete"
+    cfg2 = tiny(epochs=2) if kind == "unet" else {"kind": "noop", "epochs": 2}
+    result = train_trial(cfg2, AlwaysStop())
+    assert result.status == "pruned" and result.epochs_run == 1
+
+
 def test_divergence_is_a_result_with_its_epoch() -> None:
     result = train_trial(tiny(**{"optimizer.lr": 1e12, "optimizer.type": "sgd", "epochs": 4}))
     assert result.status == "diverged"

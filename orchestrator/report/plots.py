@@ -17,7 +17,16 @@ from orchestrator.report.tables import CellStat, StudyData, direction, fmt_value
 from orchestrator.stats import t_interval
 
 UNIT_METRICS = frozenset(
-    {"dice", "miou", "pixel_acc", "solidity", "nonconvex_share", "multi_component_share"}
+    {
+        "dice",
+        "miou",
+        "pixel_acc",
+        "solidity",
+        "nonconvex_share",
+        "multi_component_share",
+        "object_solidity",
+        "nonconvex_area_share",
+    }
 )
 """Metrics bounded by [0, 1]: their axes are clipped to that range."""
 MAX_PANELS = 6  # rows / cells shown as separate panels; the rest are left out (the tables have them)

@@ -30,7 +30,7 @@ from orchestrator.study import METRICS
 
 REPORT_METRICS: tuple[str, ...] = ("dice", "miou", "pixel_acc")
 """Metrics every report shows; :data:`OPTIONAL_METRICS` are added when the trials recorded them."""
-OPTIONAL_METRICS: tuple[str, ...] = ("solidity", "nonconvex_share")
+OPTIONAL_METRICS: tuple[str, ...] = ("solidity", "nonconvex_share", "object_solidity", "nonconvex_area_share")
 
 
 def direction(metric: str) -> str:
