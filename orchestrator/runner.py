@@ -300,8 +300,7 @@ class StudyRunner:
         )
         rows = [(int(e), n, v) for e, n, v in self.db.epoch_metrics(original.id) if v is not None]
         rows += [(0, f"final_{k}", v) for k, v in original.final_metrics.items() if v is not None]
-        self.tracker.log_metrics(run_id, rows)
-        self.tracker.finish(run_id, "FINISHED")
+        self.tracker.finish(run_id, "FINISHED", metrics=rows)
         self.db.set_references(
             rec.id, mlflow_run_id=run_id, optuna_study_name=search.name, optuna_trial_number=number
         )
