@@ -123,7 +123,10 @@ def object_solidities(mask: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.n
 def object_solidity(mask: torch.Tensor | np.ndarray) -> tuple[float, float]:
     """Area-weighted mean per-object solidity, and the share of foreground area in non-convex objects
     (solidity < 0.95); ``(1.0, 0.0)`` for an empty mask."""
-    sol, area = object_solidities(mask)
+    return _object_summary(*object_solidities(mask))
+
+
+def _object_summary(sol: np.ndarray, area: np.ndarray) -> tuple[float, float]:
     if area.size == 0:
         return 1.0, 0.0
     total = float(area.sum())
@@ -150,8 +153,9 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
         raise SpecError("cannot compute metrics of an empty batch", path="pred")
     fg = (pred != 0).cpu().numpy()
     sol = np.array([solidity(f) for f in fg])
-    comps = np.array([num_components(f) for f in fg])
-    objects = np.array([object_solidity(f) for f in fg])
+    per_object = [object_solidities(f) for f in fg]  # labels each image once
+    comps = np.array([area.size for _, area in per_object])
+    objects = np.array([_object_summary(sol, area) for sol, area in per_object])
     return {
         "dice": float(dice_per_image(pred, target, num_classes).mean()),
         "miou": float(iou_per_image(pred, target, num_classes).mean()),

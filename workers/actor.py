@@ -161,8 +161,8 @@ class TrialWorker:
         outcome, task = attempt.outcome, attempt.task
         outcome.result = result.to_dict()
         outcome.device = result.device
-        if attempt.reporter.timed_out and result.status != TrialStatus.COMPLETE:  # past the deadline at the
-            # last epoch, a trial has still finished: it is COMPLETE
+        # Past the deadline in its last epoch a trial has still finished: it stays COMPLETE.
+        if attempt.reporter.timed_out and result.status != TrialStatus.COMPLETE:
             outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
             outcome.error = f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
             outcome.failed_epoch = result.epochs_run
