@@ -6,7 +6,7 @@
     python benchmarks/bench_orchestration.py --profile             # + cProfile of the platform's driver
     python benchmarks/bench_orchestration.py --quick               # tiny smoke run (CI)
 
-Platform side: a no-op study (``base.kind: noop``, 3 epochs) run by :class:`orchestrator.runner.StudyRunner`
+Platform side: a no-op study (``base.kind: noop``, 3 epochs) run by :class:`orchestrator.driver.StudyRunner`
 in a fresh ``IEL_HOME`` (SQLite results database + Optuna storage, MLflow SQLite store), in three shapes:
 ``grid`` (one cell x N seeds), ``tpe`` and ``random`` (one cell, an Optuna search over ``optimizer.lr``
 with that sampler, N trials).  ``--scale`` (default shape ``random``, whose sampler costs the same at any
@@ -31,6 +31,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 import argparse
+import contextlib
 import cProfile
 import io
 import logging
@@ -41,14 +42,26 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PHASES = ("_prepare", "_grid_queue", "_next_search_item", "_dispatch", "_collect", "_finish", "_poll")
+# Driver phases timed (label -> (module, class or None, attribute)); "mlflow thread" runs beside the loop
+# (the background MLflow writer) and is not part of the driver's critical path.
+PHASES: dict[str, tuple[str, str | None, str]] = {
+    "prepare": ("orchestrator.driver.recorder", "Recorder", "__init__"),
+    "queue": ("orchestrator.driver.loop", None, "build_queue"),
+    "ask": ("orchestrator.driver.queue", "SearchAsks", "next_item"),
+    "start": ("orchestrator.driver.recorder", "Recorder", "start_attempt"),
+    "collect": ("orchestrator.driver.loop", "DriverLoop", "_collect"),
+    "finish": ("orchestrator.driver.recorder", "Recorder", "finish"),
+    "poll": ("orchestrator.driver.loop", "DriverLoop", "_poll"),
+    "mlflow thread": ("orchestrator.driver.tracking_writer", "TrackingWriter", "_apply"),
+}
+OFF_PATH = ("mlflow thread",)
 
 
 @dataclass
@@ -105,26 +118,41 @@ def noop_study(name: str, trials: int, mode: str, epochs: int, concurrency: int)
     return doc
 
 
-def _timed_method(runner: Any, name: str, totals: dict[str, float], hook: Callable[[], None] | None) -> None:
-    inner = getattr(runner, name)
+@contextlib.contextmanager
+def _timed_phases(totals: dict[str, float], finished: list[float]) -> Iterator[None]:
+    """Wrap every driver phase (see PHASES) to add its time to ``totals``; record each trial's finish."""
+    import importlib
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
-            if hook is not None:
-                hook()
+    restore = []
+    for label, (module_name, class_name, attr) in PHASES.items():
+        module = importlib.import_module(module_name)
+        owner = getattr(module, class_name) if class_name else module
+        inner = getattr(owner, attr)
 
-    setattr(runner, name, wrapper)
+        def wrapper(*args: Any, _inner: Any = inner, _label: str = label, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                totals[_label] = totals.get(_label, 0.0) + time.perf_counter() - t0
+                if _label == "finish":
+                    finished.append(time.perf_counter())
+
+        setattr(owner, attr, wrapper)
+        restore.append((owner, attr, inner))
+    try:
+        yield
+    finally:
+        for owner, attr, inner in restore:
+            setattr(owner, attr, inner)
 
 
 def run_platform(
     trials: int, mode: str, epochs: int, concurrency: int, profile: bool = False
 ) -> tuple[RunStats, str | None]:
     """Run the no-op study in a fresh IEL_HOME; returns its stats (and a cProfile report when asked)."""
-    from orchestrator.runner import StudyRunner
+    from orchestrator.db import ResultsDB
+    from orchestrator.driver import StudyRunner
     from orchestrator.settings import Settings
     from orchestrator.study import parse_study
 
@@ -136,26 +164,26 @@ def run_platform(
         runner = StudyRunner(spec, settings, max_concurrent=concurrency)
         totals: dict[str, float] = {}
         finished: list[float] = []
-        for name in PHASES:
-            hook = (lambda: finished.append(time.perf_counter())) if name == "_finish" else None
-            _timed_method(runner, name, totals, hook)
         prof = cProfile.Profile() if profile else None
-        c0, t0 = time.process_time(), time.perf_counter()
-        if prof is not None:
-            prof.enable()
-        outcome = runner.run()
-        if prof is not None:
-            prof.disable()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        with _timed_phases(totals, finished):
+            c0, t0 = time.process_time(), time.perf_counter()
+            if prof is not None:
+                prof.enable()
+            outcome = runner.run()
+            if prof is not None:
+                prof.disable()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if outcome.trained != trials or outcome.failed:
             raise RuntimeError(f"expected {trials} trained trials, got {outcome}")
-        durations = [t.duration_s for t in runner.db.trials(spec.name) if t.duration_s is not None]
+        db = ResultsDB(settings.db_url)
+        durations = [t.duration_s for t in db.trials(spec.name) if t.duration_s is not None]
+        db.close()
         report = None
         if prof is not None:
             out = io.StringIO()
-            stats = pstats.Stats(prof, stream=out).sort_stats("cumulative")
-            stats.print_stats(r"orchestrator/(runner|tracking|search|db)", 30)
-            stats.print_stats(r"(optuna/study/(study|_tell)\.py|ray/_private/worker\.py:\d+\((wait|get)\)"
+            pstat = pstats.Stats(prof, stream=out).sort_stats("cumulative")
+            pstat.print_stats(r"orchestrator/(driver|tracking|search|db)", 30)
+            pstat.print_stats(r"(optuna/study/(study|_tell)\.py|ray/_private/worker\.py:\d+\((wait|get)\)"
                               r"|sqlite3.Connection|mlflow/tracking/client\.py)", 15)  # fmt: skip
             report = out.getvalue()
     steady = (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else None
@@ -215,7 +243,7 @@ def run_ray_tune(trials: int, epochs: int, concurrency: int, reuse_actors: bool)
         c0, t0 = time.process_time(), time.perf_counter()
         grid = tuner.fit()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        done = sum(1 for r in grid if r.error is None)
+        done = sum(1 for i in range(len(grid)) if grid[i].error is None)
         if done != trials:
             raise RuntimeError(f"Ray Tune finished {done} of {trials} trials")
     steady = (finished[-1] - finished[0]) / (len(finished) - 1) if len(finished) > 1 else None
@@ -239,14 +267,13 @@ def print_comparison(rows: list[RunStats], reference: RunStats | None) -> None:
 
 
 def print_phases(rows: list[RunStats]) -> None:
-    print("\nplatform driver: time inside each driver method, ms per trial (remainder = waiting on workers);")
+    print("\nplatform driver: time inside each driver phase, ms per trial (remainder = waiting on workers);")
+    print("mlflow thread = the background MLflow writer, beside the loop (not in the remainder);")
     print("worker = median time a worker held one trial (train + artifact upload)")
-    print(
-        f"{'run':28s}" + "".join(f"{p.strip('_'):>17s}" for p in PHASES) + f"{'remainder':>11s}{'worker':>9s}"
-    )
+    print(f"{'run':28s}" + "".join(f"{p:>14s}" for p in PHASES) + f"{'remainder':>11s}{'worker':>9s}")
     for r in rows:
-        inside = sum(r.phases.values())
-        cells = "".join(f"{1000 * r.phases.get(p, 0.0) / r.trials:17.2f}" for p in PHASES)
+        inside = sum(v for k, v in r.phases.items() if k not in OFF_PATH)
+        cells = "".join(f"{1000 * r.phases.get(p, 0.0) / r.trials:14.2f}" for p in PHASES)
         print(f"{r.side + f' N={r.trials}':28s}{cells}{1000 * (r.wall_s - inside) / r.trials:11.2f}"
               f"{_ms(r.worker_s):>9s}")  # fmt: skip
 
@@ -288,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     for name in ("ray", "ray.tune", "mlflow", "optuna", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from orchestrator.runner import init_ray
+    from orchestrator.driver import init_ray
 
     t0 = time.perf_counter()
     init_ray(None, num_cpus=max(2, args.concurrency))

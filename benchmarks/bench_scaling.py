@@ -6,7 +6,7 @@
 
 For each N a fresh :class:`ray.cluster_utils.Cluster` with N nodes (separate raylets) of 1 CPU each is
 started, and a study of K real training trials (synthetic cells 32x32, U-Net width 4 depth 2, heat IEL,
-2 epochs; one cell x K seeds) runs through :class:`orchestrator.runner.StudyRunner` with
+2 epochs; one cell x K seeds) runs through :class:`orchestrator.driver.StudyRunner` with
 ``--address`` = the cluster and ``max_concurrent`` = N, one worker actor (1 CPU, 1 torch thread) per node.
 The cluster's start-up is timed apart and excluded.
 
@@ -85,7 +85,8 @@ def run_on_cluster(nodes: int, trials: int, epochs: int) -> ScaleRun:
     import ray
     from ray.cluster_utils import Cluster
 
-    from orchestrator.runner import StudyRunner
+    from orchestrator.driver import StudyRunner
+    from orchestrator.driver.recorder import Recorder
     from orchestrator.settings import Settings
     from orchestrator.study import parse_study
 
@@ -109,16 +110,19 @@ def run_on_cluster(nodes: int, trials: int, epochs: int) -> ScaleRun:
             )
             runner = StudyRunner(spec, settings, max_concurrent=nodes)
             finished: list[float] = []
-            inner = runner._finish
+            inner = Recorder.finish
 
             def timed_finish(*args: Any, **kwargs: Any) -> Any:
                 out = inner(*args, **kwargs)
                 finished.append(time.perf_counter())
                 return out
 
-            runner._finish = timed_finish  # type: ignore[method-assign]
+            Recorder.finish = timed_finish  # type: ignore[method-assign]
             t1 = time.perf_counter()
-            outcome = runner.run()
+            try:
+                outcome = runner.run()
+            finally:
+                Recorder.finish = inner  # type: ignore[method-assign]
             wall = time.perf_counter() - t1
             if outcome.trained != trials or outcome.failed:
                 raise RuntimeError(f"expected {trials} trained trials, got {outcome}")

@@ -26,8 +26,11 @@ _EXPORTS = {
     "TrialConfig": "ielcore.spec",
     "config_hash": "ielcore.spec",
     "train_trial": "ielcore.train",
-    "TrialResult": "ielcore.train",
-    "load_checkpoint": "ielcore.train",
+    "TrialResult": "ielcore.result",
+    "RunStatus": "ielcore.states",
+    "TrialState": "ielcore.states",
+    "FailureKind": "ielcore.states",
+    "load_checkpoint": "ielcore.artifacts",
     "IELError": "ielcore.errors",
     "SpecError": "ielcore.errors",
 }

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
+    from ielcore.result import TrialData, TrialResult
     from ielcore.spec import TrialConfig
-    from ielcore.train import TrialResult, _Data
 
 CHECKPOINT_FORMAT = 1
 
@@ -23,7 +23,7 @@ def write_artifacts(
     out_dir: str,
     cfg: TrialConfig,
     model: torch.nn.Module,
-    data: _Data,
+    data: TrialData,
     pred: torch.Tensor | None,
     result: TrialResult,
 ) -> dict[str, str]:

@@ -50,11 +50,3 @@ class StabilityError(SpecError):
 
 class DatasetError(IELError):
     """A dataset cannot be built (missing folder, unmatched files, unmapped mask values)."""
-
-
-class TrialDiverged(IELError):
-    """Training produced a non-finite loss."""
-
-    def __init__(self, epoch: int, message: str = "") -> None:
-        self.epoch = epoch
-        super().__init__(message or f"loss became non-finite (NaN/inf) in epoch {epoch}")

@@ -50,10 +50,9 @@ import torch
 from torch import Tensor, nn
 
 from ielcore.errors import IELError
+from ielcore.result import Reporter, TrialResult
 from ielcore.spec import TrialConfig, config_hash
 from ielcore.train import (
-    Reporter,
-    TrialResult,
     TrialRun,
     autocast,
     score_batch,

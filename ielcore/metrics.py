@@ -51,16 +51,22 @@ def _overlaps(
     return count(p & t), count(p), count(t)
 
 
-def dice_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dice per image (``float64 [B]``), exactly as the authors evaluate.
+def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per image and foreground class (``float64 [B, C-1]``, column ``k-1`` for class ``k``).
 
-    For each image and foreground class ``k``: ``D_k = (2|P_k ∩ T_k| + eps) / (|P_k| + |T_k| + eps)`` with
-    ``eps = 1e-6``, where an empty ``P_k`` and empty ``T_k`` give ``D_k = 1``; then the mean over ``k``.
+    ``D_k = (2|P_k ∩ T_k| + eps) / (|P_k| + |T_k| + eps)`` with ``eps = 1e-6`` (the authors' definition),
+    where an empty ``P_k`` and empty ``T_k`` give ``D_k = 1``.
     """
     inter, p, t = _overlaps(pred, target, num_classes)
     two_i = 2.0 * inter
     sets = torch.where(p + t == 0, two_i, p + t)
-    return ((two_i + DICE_EPS) / (sets + DICE_EPS)).mean(dim=1)
+    return (two_i + DICE_EPS) / (sets + DICE_EPS)
+
+
+def dice_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per image (``float64 [B]``), exactly as the authors evaluate: the mean over the foreground
+    classes of :func:`dice_per_class`."""
+    return dice_per_class(pred, target, num_classes).mean(dim=1)
 
 
 def iou_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -141,7 +147,8 @@ def num_components(mask: torch.Tensor | np.ndarray) -> int:
 def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> dict[str, float]:
     """Batch means of every metric.
 
-    Keys: ``dice``, ``miou``, ``pixel_acc`` (means over images); ``solidity`` (mean solidity of the
+    Keys: ``dice``, ``miou``, ``pixel_acc`` (means over images); ``dice_c1`` ... ``dice_c<C-1>`` (Dice
+    of each foreground class, mean over images; ``dice`` is their mean); ``solidity`` (mean solidity of the
     predicted foreground ``pred != 0``); ``nonconvex_share`` (share of images with that solidity < 0.95);
     ``multi_component_share`` (share with more than one 8-connected foreground component);
     ``components`` (mean number of foreground components); ``object_solidity`` (mean over images of the
@@ -156,8 +163,10 @@ def segmentation_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: 
     per_object = [object_solidities(f) for f in fg]  # labels each image once
     comps = np.array([area.size for _, area in per_object])
     objects = np.array([_object_summary(sol, area) for sol, area in per_object])
+    per_class = dice_per_class(pred, target, num_classes).mean(dim=0)  # (C-1,)
     return {
-        "dice": float(dice_per_image(pred, target, num_classes).mean()),
+        "dice": float(per_class.mean()),
+        **{f"dice_c{k}": float(d) for k, d in enumerate(per_class.tolist(), start=1)},
         "miou": float(iou_per_image(pred, target, num_classes).mean()),
         "pixel_acc": float(pixel_accuracy(pred, target).mean()),
         "solidity": float(sol.mean()),

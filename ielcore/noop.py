@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from statistics import NormalDist
 
 from ielcore.errors import IELError
+from ielcore.result import Reporter, TrialResult
 from ielcore.spec import TrialConfig, config_hash
-
-if TYPE_CHECKING:
-    from ielcore.train import Reporter, TrialResult
+from ielcore.states import RunStatus
 
 
 def _unit(seed_text: str) -> float:
@@ -25,13 +24,16 @@ def _unit(seed_text: str) -> float:
 
 
 def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
-    from ielcore.train import TrialResult, TrialStatus
-
     t0 = time.perf_counter()
     lr = float(cfg.optimizer["lr"])
     quality = 0.9 - 0.05 * abs(math.log10(lr) + 3) - 0.3 * float(cfg.noise.get("rate", 0.0))
+    # noop.effect shifts this configuration's Dice; noop.noise_sd adds a normal draw fixed by the trial's
+    # hash (so by its seed and configuration): the replicate-to-replicate spread of a real metric.
+    shift = float(cfg.noop["effect"]) + float(cfg.noop["noise_sd"]) * NormalDist().inv_cdf(
+        min(max(_unit(f"{cfg.hash}:noise"), 1e-12), 1 - 1e-12)
+    )
     history: list[dict[str, float]] = []
-    status, error, failed_epoch = TrialStatus.COMPLETE, None, None
+    status, error, failed_epoch = RunStatus.COMPLETE, None, None
     opts = cfg.noop
     for epoch in range(1, cfg.epochs + 1):
         if opts["sleep_s"]:
@@ -39,10 +41,10 @@ def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
         if opts["fail_at_epoch"] == epoch:
             raise IELError(f"no-op trial failed on purpose in epoch {epoch} (noop.fail_at_epoch)")
         jitter = 0.02 * (_unit(f"{cfg.hash}:{epoch}") - 0.5)
-        dice = max(0.0, min(1.0, quality * (1 - math.exp(-epoch / 2)) + jitter))
+        dice = max(0.0, min(1.0, quality * (1 - math.exp(-epoch / 2)) + jitter + shift))
         loss = float("nan") if opts["diverge_at_epoch"] == epoch else 1.0 - dice
         if not math.isfinite(loss):
-            status, failed_epoch = TrialStatus.DIVERGED, epoch
+            status, failed_epoch = RunStatus.DIVERGED, epoch
             error = f"loss became non-finite ({loss}) in epoch {epoch}"
             break
         metrics = {
@@ -55,7 +57,7 @@ def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
         history.append({"epoch": float(epoch), **metrics})
         # A stop asked after the last epoch saves nothing: the trial completed (not PRUNED).
         if reporter is not None and reporter.report(epoch, metrics) is False and epoch < cfg.epochs:
-            status = TrialStatus.PRUNED
+            status = RunStatus.PRUNED
             break
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     best = max(history, key=lambda h: h["dice"]) if history else {}

@@ -17,12 +17,14 @@ A configuration is written as a nested mapping (YAML or dict)::
     optimizer: {type: adam, lr: 1.0e-3, weight_decay: 0.0, momentum: 0.9}
     schedule:  {type: constant}                 # constant | cosine | step | plateau
     artifacts: {checkpoint: true, prediction_grid: true}
-    noop:      {sleep_s: 0.0, fail_at_epoch: null, diverge_at_epoch: null}
+    noop:      {sleep_s: 0.0, fail_at_epoch: null, diverge_at_epoch: null, effect: 0.0, noise_sd: 0.0}
 
 Component sections (``data``, ``noise``, ``model``, ``iel``, ``loss``) carry a ``type`` and that type's
 own parameters; they are checked against the component's signature, so unknown keys are errors and the
-resolved configuration lists every parameter with its default.  That resolved form is what is hashed
-(:func:`config_hash`) to give a trial its identity.
+resolved configuration lists every parameter with its default.  That resolved form, less the sections
+that cannot change the trained model (``artifacts``), is what is hashed (:func:`config_hash`) to give a
+trial its identity; a study's plan adds a ``folder`` dataset's file fingerprint (``data.fingerprint``).
+The schema itself (keys, sections, defaults, registries) is :mod:`ielcore.schema`.
 """
 
 from __future__ import annotations
@@ -32,76 +34,29 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ielcore import schema
 from ielcore.errors import IELError, SpecError, StabilityError
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step", "plateau")
-DEVICES = ("auto", "cpu", "cuda")
-KINDS = ("train", "noop")
-
-_TOP_DEFAULTS: dict[str, Any] = {
-    "kind": "train",
-    "seed": 0,
-    "device": "auto",
-    "amp": False,
-    "epochs": 5,
-    "batch_size": 4,
-}
-_SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {"type": "cells", "val_fraction": 0.25, "seed": None},
-    "noise": {"type": "none", "rate": 0.0},
-    "model": {"type": "unet", "width": 16, "depth": 3},
-    "iel": {"type": "none"},
-    "loss": {"type": "ce"},
-    "label_smoothing": {"steps": 0, "dt": 0.1},
-    "optimizer": {"type": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9},
-    "schedule": {"type": "constant", "step_size": 10, "gamma": 0.5, "patience": 3, "factor": 0.5, "min_lr": 0.0},
-    "artifacts": {"checkpoint": True, "prediction_grid": True},
-    "noop": {"sleep_s": 0.0, "fail_at_epoch": None, "diverge_at_epoch": None},
-}
-# Keys of a component section consumed by the trainer itself, not passed to the component's builder.
-_OWN_KEYS = {"data": ("type", "val_fraction", "seed"), "noise": ("type", "rate")}
-_COMPONENT_SECTIONS = ("data", "noise", "model", "iel", "loss")
+from ielcore.fields import check_bool, check_choice, check_float, check_int
+from ielcore.schema import (
+    COMPONENT_KINDS,
+    DEVICES,
+    IDENTITY_EXCLUDED,
+    KINDS,
+    OPTIMIZERS,
+    SCHEDULES,
+    SECTION_DEFAULTS,
+    TOP_DEFAULTS,
+    own_keys,
+    section_accepts,
+)
 
 
 def _frozen(value: Any) -> Any:
     """Deep copy into plain JSON-like containers (dicts stay dicts; tuples become lists)."""
     return json.loads(json.dumps(value))
-
-
-def _check_int(value: Any, path: str, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"expected an integer but got {value!r}", path=path)
-    if low is not None and value < low:
-        raise SpecError(f"must be >= {low} but got {value}", path=path)
-    if high is not None and value > high:
-        raise SpecError(f"must be <= {high} but got {value}", path=path)
-    return value
-
-
-def _check_float(value: Any, path: str, low: float | None = None, *, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"expected a number but got {value!r}", path=path)
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise SpecError(f"must be finite but got {value}", path=path)
-    if low is not None and (value <= low if low_open else value < low):
-        raise SpecError(f"must be {'>' if low_open else '>='} {low} but got {value}", path=path)
-    return value
-
-
-def _check_choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise SpecError(f"unknown value {value!r}; valid values are: {', '.join(choices)}", path=path)
-    return str(value)
-
-
-def _check_bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(f"expected true or false but got {value!r}", path=path)
-    return value
 
 
 def _section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -113,10 +68,25 @@ def _section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _merge_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over the section's defaults; a component's defaults of another type do not leak in."""
+    defaults = SECTION_DEFAULTS[name]
+    if name in COMPONENT_KINDS:
+        same_type = given.get("type", defaults["type"]) == defaults["type"]
+        base = dict(defaults) if same_type else {k: v for k, v in defaults.items() if k in own_keys(name)}
+        return {**base, **given}
+    bad = sorted(set(given) - set(defaults))
+    if bad:
+        raise SpecError(
+            f"unknown key {bad[0]!r}; valid keys are: {', '.join(sorted(defaults))}", path=f"{name}.{bad[0]}"
+        )
+    return {**defaults, **given}
+
+
 def _resolve_component(
     section: str, values: dict[str, Any], resolver: Callable[[str, Mapping[str, Any]], dict[str, Any]]
 ) -> dict[str, Any]:
-    own = {k: values[k] for k in _OWN_KEYS.get(section, ("type",)) if k in values}
+    own = {k: values[k] for k in own_keys(section) if k in values}
     params = {k: v for k, v in values.items() if k not in own}
     try:
         resolved = resolver(str(own["type"]), params)
@@ -125,20 +95,69 @@ def _resolve_component(
     return {**own, **resolved}
 
 
-def _resolvers() -> dict[str, Callable[[str, Mapping[str, Any]], dict[str, Any]]]:
-    from ielcore.data import resolve_dataset_params
-    from ielcore.iel import resolve_iel_params
-    from ielcore.losses import resolve_loss_params
-    from ielcore.models import resolve_model_params
-    from ielcore.noise import resolve_noise_params
-
+def _check_top(raw: Mapping[str, Any]) -> dict[str, Any]:
+    known = set(TOP_DEFAULTS) | set(SECTION_DEFAULTS)
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        raise SpecError(
+            f"unknown key {unknown[0]!r}; valid keys are: {', '.join(sorted(known))}", path=unknown[0]
+        )
+    top = {**TOP_DEFAULTS, **{k: raw[k] for k in TOP_DEFAULTS if k in raw}}
     return {
-        "data": resolve_dataset_params,
-        "noise": resolve_noise_params,
-        "model": resolve_model_params,
-        "iel": resolve_iel_params,
-        "loss": resolve_loss_params,
+        "kind": check_choice(top["kind"], "kind", KINDS),
+        "seed": check_int(top["seed"], "seed", 0, 2**31 - 1),
+        "device": check_choice(top["device"], "device", DEVICES),
+        "amp": check_bool(top["amp"], "amp"),
+        "epochs": check_int(top["epochs"], "epochs", 1, 100_000),
+        "batch_size": check_int(top["batch_size"], "batch_size", 1, 1_000_000),
     }
+
+
+def _check_data_noise(data: Mapping[str, Any], noise: Mapping[str, Any]) -> None:
+    fraction = check_float(data.get("val_fraction"), "data.val_fraction", 0.0, low_open=True)
+    if fraction >= 1:
+        raise SpecError(f"must be < 1 but got {fraction}", path="data.val_fraction")
+    if data.get("seed") is not None:
+        check_int(data["seed"], "data.seed", 0)
+    rate = check_float(noise.get("rate"), "noise.rate", 0.0)
+    if rate > 1:
+        raise SpecError(f"a noise rate is a probability in [0, 1] but got {rate}", path="noise.rate")
+
+
+def _check_label_smoothing(ls: Mapping[str, Any]) -> None:
+    check_int(ls["steps"], "label_smoothing.steps", 0, 100_000)
+    check_float(ls["dt"], "label_smoothing.dt", 0.0, low_open=True)
+    if ls["steps"] > 0 and ls["dt"] > 1.0:
+        raise StabilityError(
+            f"forward heat smoothing of the labels is unstable with dt={ls['dt']}: the explicit scheme with "
+            "the 5-point Laplacian / 4 is stable only for dt <= 1; lower label_smoothing.dt (and raise "
+            "label_smoothing.steps to keep the same smoothing time)",
+            path="label_smoothing.dt",
+        )
+
+
+def _check_training(opt: Mapping[str, Any], sch: Mapping[str, Any]) -> None:
+    check_choice(opt["type"], "optimizer.type", OPTIMIZERS)
+    check_float(opt["lr"], "optimizer.lr", 0.0, low_open=True)
+    check_float(opt["weight_decay"], "optimizer.weight_decay", 0.0)
+    check_float(opt["momentum"], "optimizer.momentum", 0.0)
+    check_choice(sch["type"], "schedule.type", SCHEDULES)
+    check_int(sch["step_size"], "schedule.step_size", 1)
+    check_int(sch["patience"], "schedule.patience", 0)
+    for key in ("gamma", "factor"):
+        check_float(sch[key], f"schedule.{key}", 0.0, low_open=True)
+    check_float(sch["min_lr"], "schedule.min_lr", 0.0)
+
+
+def _check_other(artifacts: Mapping[str, Any], noop: Mapping[str, Any]) -> None:
+    for key in ("checkpoint", "prediction_grid"):
+        check_bool(artifacts[key], f"artifacts.{key}")
+    check_float(noop["sleep_s"], "noop.sleep_s", 0.0)
+    check_float(noop["effect"], "noop.effect")
+    check_float(noop["noise_sd"], "noop.noise_sd", 0.0)
+    for key in ("fail_at_epoch", "diverge_at_epoch"):
+        if noop[key] is not None:
+            check_int(noop[key], f"noop.{key}", 1)
 
 
 @dataclass(frozen=True)
@@ -178,88 +197,21 @@ class TrialConfig:
     def _from_dict(cls, raw: Mapping[str, Any]) -> TrialConfig:
         if not isinstance(raw, Mapping):
             raise SpecError(f"a trial configuration must be a mapping, got {type(raw).__name__}")
-        known = set(_TOP_DEFAULTS) | set(_SECTION_DEFAULTS)
-        unknown = sorted(str(k) for k in raw if k not in known)
-        if unknown:
-            raise SpecError(
-                f"unknown key {unknown[0]!r}; valid keys are: {', '.join(sorted(known))}", path=unknown[0]
-            )
-        top = {**_TOP_DEFAULTS, **{k: raw[k] for k in _TOP_DEFAULTS if k in raw}}
-        kind = _check_choice(top["kind"], "kind", KINDS)
-        seed = _check_int(top["seed"], "seed", 0, 2**31 - 1)
-        device = _check_choice(top["device"], "device", DEVICES)
-        amp = _check_bool(top["amp"], "amp")
-        epochs = _check_int(top["epochs"], "epochs", 1, 100_000)
-        batch_size = _check_int(top["batch_size"], "batch_size", 1, 1_000_000)
-
-        sections: dict[str, dict[str, Any]] = {}
-        for name, defaults in _SECTION_DEFAULTS.items():
-            given = _section(raw, name)
-            merged = {**defaults, **given} if name not in ("data", "noise", "model", "iel", "loss") else None
-            if merged is None:
-                # Component sections: defaults of another type must not leak in when the type changes.
-                base = dict(defaults) if given.get("type", defaults["type"]) == defaults["type"] else {
-                    k: v for k, v in defaults.items() if k in _OWN_KEYS.get(name, ("type",))
-                }
-                merged = {**base, **given}
-            else:
-                bad = sorted(set(given) - set(defaults))
-                if bad:
-                    raise SpecError(
-                        f"unknown key {bad[0]!r}; valid keys are: {', '.join(sorted(defaults))}",
-                        path=f"{name}.{bad[0]}",
-                    )
-            sections[name] = merged
-
-        if kind == "train":
-            resolvers = _resolvers()
-            for name, resolver in resolvers.items():
+        top = _check_top(raw)
+        sections = {name: _merge_section(name, _section(raw, name)) for name in SECTION_DEFAULTS}
+        if top["kind"] == "train":
+            for name, resolver in schema.resolvers().items():
                 sections[name] = _resolve_component(name, sections[name], resolver)
-        data = sections["data"]
-        _check_float(data.get("val_fraction"), "data.val_fraction", 0.0, low_open=True)
-        if data["val_fraction"] >= 1:
-            raise SpecError(f"must be < 1 but got {data['val_fraction']}", path="data.val_fraction")
-        if data.get("seed") is not None:
-            _check_int(data["seed"], "data.seed", 0)
-        rate = _check_float(sections["noise"].get("rate"), "noise.rate", 0.0)
-        if rate > 1:
-            raise SpecError(f"a noise rate is a probability in [0, 1] but got {rate}", path="noise.rate")
-        ls = sections["label_smoothing"]
-        _check_int(ls["steps"], "label_smoothing.steps", 0, 100_000)
-        _check_float(ls["dt"], "label_smoothing.dt", 0.0, low_open=True)
-        if ls["steps"] > 0 and ls["dt"] > 1.0:
-            raise StabilityError(
-                f"forward heat smoothing of the labels is unstable with dt={ls['dt']}: the explicit scheme with "
-                "the 5-point Laplacian / 4 is stable only for dt <= 1; lower label_smoothing.dt (and raise "
-                "label_smoothing.steps to keep the same smoothing time)",
-                path="label_smoothing.dt",
-            )
-        opt = sections["optimizer"]
-        _check_choice(opt["type"], "optimizer.type", OPTIMIZERS)
-        _check_float(opt["lr"], "optimizer.lr", 0.0, low_open=True)
-        _check_float(opt["weight_decay"], "optimizer.weight_decay", 0.0)
-        _check_float(opt["momentum"], "optimizer.momentum", 0.0)
-        sch = sections["schedule"]
-        _check_choice(sch["type"], "schedule.type", SCHEDULES)
-        _check_int(sch["step_size"], "schedule.step_size", 1)
-        _check_int(sch["patience"], "schedule.patience", 0)
-        for key in ("gamma", "factor"):
-            _check_float(sch[key], f"schedule.{key}", 0.0, low_open=True)
-        _check_float(sch["min_lr"], "schedule.min_lr", 0.0)
-        for key in ("checkpoint", "prediction_grid"):
-            _check_bool(sections["artifacts"][key], f"artifacts.{key}")
-        noop = sections["noop"]
-        _check_float(noop["sleep_s"], "noop.sleep_s", 0.0)
-        for key in ("fail_at_epoch", "diverge_at_epoch"):
-            if noop[key] is not None:
-                _check_int(noop[key], f"noop.{key}", 1)
-        return cls(kind=kind, seed=seed, device=device, amp=amp, epochs=epochs, batch_size=batch_size,
-                   **{k: _frozen(v) for k, v in sections.items()})
+        _check_data_noise(sections["data"], sections["noise"])
+        _check_label_smoothing(sections["label_smoothing"])
+        _check_training(sections["optimizer"], sections["schedule"])
+        _check_other(sections["artifacts"], sections["noop"])
+        return cls(**top, **{k: _frozen(v) for k, v in sections.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as a plain nested dict (a deep copy)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in _TOP_DEFAULTS}
-        for name in _SECTION_DEFAULTS:
+        out: dict[str, Any] = {k: getattr(self, k) for k in TOP_DEFAULTS}
+        for name in SECTION_DEFAULTS:
             out[name] = copy.deepcopy(dict(getattr(self, name)))
         return out
 
@@ -296,8 +248,8 @@ def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
             node = child
         last = parts[-1]
         # Only component sections have per-type parameters; optimizer/schedule keys are shared by all types.
-        if last == "type" and len(parts) == 2 and parts[0] in _COMPONENT_SECTIONS and node.get("type") != value:
-            keep = _OWN_KEYS.get(parts[0], ("type",))
+        if last == "type" and len(parts) == 2 and parts[0] in COMPONENT_KINDS and node.get("type") != value:
+            keep = own_keys(parts[0])
             for key in [k for k in node if k not in keep]:
                 del node[key]
         node[last] = copy.deepcopy(value)
@@ -325,57 +277,27 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """Content address of a resolved trial configuration (SHA-256 of its canonical JSON).
 
     Integral floats hash as integers, so configurations that compare equal (``rate: 0`` and
-    ``rate: 0.0``) have the same identity.
+    ``rate: 0.0``) have the same identity.  Sections that cannot change the trained model
+    (:data:`ielcore.schema.IDENTITY_EXCLUDED`: ``artifacts``) are left out.
     """
-    return hashlib.sha256(canonical_json(_integral_floats_as_ints(config)).encode()).hexdigest()
+    kept = {k: v for k, v in config.items() if k not in IDENTITY_EXCLUDED}
+    return hashlib.sha256(canonical_json(_integral_floats_as_ints(kept)).encode()).hexdigest()
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """Read a YAML trial configuration safely (no Python object tags)."""
-    import yaml
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML trial configuration with the limits of every YAML file (:func:`ielcore.yamlio.load_yaml_file`)."""
+    from ielcore.yamlio import load_yaml_file
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise SpecError(f"file not found: {path}; check the path") from e
-    except UnicodeDecodeError as e:
-        raise SpecError(f"{path} is not UTF-8 text ({e.reason}); save it as UTF-8") from e
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path} is not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: a trial configuration must be a YAML mapping, got {type(data).__name__}")
+    data: dict[str, Any] = load_yaml_file(path, what="trial configuration")
     return data
 
 
-__all__ = ["TrialConfig", "apply_overrides", "config_hash", "canonical_json", "load_config_file", "IELError"]
-
-
-def section_accepts(section: str, type_name: str, key: str) -> bool:
-    """Whether ``key`` is meaningful in component ``section`` of type ``type_name``.
-
-    ``section_accepts("iel", "none", "steps")`` is False: a factor ``iel.steps`` does not apply to the
-    identity IEL, so an ablation grid collapses those cells into one.
-    """
-    from ielcore._params import signature_params
-
-    own = _OWN_KEYS.get(section, ("type",))
-    if key in own:
-        return True
-    registries = _registries()
-    if section not in registries:
-        return key in _SECTION_DEFAULTS.get(section, {})
-    factory = registries[section].get(type_name)
-    if factory is None:
-        return False
-    return key in signature_params(factory)
-
-
-def _registries() -> dict[str, Mapping[str, Any]]:
-    from ielcore.data import DATASET_TYPES
-    from ielcore.iel import IEL_TYPES
-    from ielcore.losses import LOSS_TYPES
-    from ielcore.models import MODEL_TYPES
-    from ielcore.noise import NOISE_TYPES
-
-    return {"data": DATASET_TYPES, "noise": NOISE_TYPES, "model": MODEL_TYPES, "iel": IEL_TYPES, "loss": LOSS_TYPES}
+__all__ = [
+    "IELError",
+    "TrialConfig",
+    "apply_overrides",
+    "canonical_json",
+    "config_hash",
+    "load_config_file",
+    "section_accepts",
+]

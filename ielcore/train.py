@@ -10,52 +10,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ielcore.artifacts import CHECKPOINT_FORMAT, load_checkpoint, write_artifacts  # noqa: F401  (re-exported)
 from ielcore.errors import IELError
+from ielcore.result import Reporter, TrialData, TrialResult
 from ielcore.spec import TrialConfig, config_hash
-
-
-class Reporter(Protocol):
-    """Receives per-epoch metrics; returning False asks the trainer to stop (pruning, timeout)."""
-
-    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool: ...
-
-
-class TrialStatus:
-    COMPLETE = "complete"
-    PRUNED = "pruned"  # the reporter asked to stop
-    DIVERGED = "diverged"  # non-finite loss
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What one run produced: a frozen snapshot that crosses process and storage boundaries."""
-
-    status: str
-    config: dict[str, Any]
-    trial_hash: str
-    final_metrics: dict[str, float]
-    best_metrics: dict[str, float]
-    history: list[dict[str, float]]
-    epochs_run: int
-    device: str
-    timings: dict[str, float]
-    artifacts: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    failed_epoch: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrialResult:
-        return cls(**dict(d))
+from ielcore.states import RunStatus
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -103,17 +68,8 @@ def smooth_labels(masks: torch.Tensor, num_classes: int, steps: int, dt: float) 
     return smoothed.argmax(1)
 
 
-@dataclass
-class _Data:
-    images: torch.Tensor  # (N, Cin, H, W)
-    clean: torch.Tensor  # (N, H, W) clean labels
-    train_idx: list[int]
-    val_idx: list[int]
-    num_classes: int
-
-
-def _load_data(cfg: TrialConfig, cache: MutableMapping[str, Any] | None) -> _Data:
-    from ielcore.data import build_dataset, split_indices
+def _load_data(cfg: TrialConfig, cache: MutableMapping[str, Any] | None) -> TrialData:
+    from ielcore.data import build_dataset, split_dataset
 
     data_cfg = dict(cfg.data)
     seed = data_cfg.get("seed")
@@ -126,11 +82,11 @@ def _load_data(cfg: TrialConfig, cache: MutableMapping[str, Any] | None) -> _Dat
         ds = build_dataset(data_cfg["type"], seed=seed, **params)
         if cache is not None:
             cache[key] = ds
-    train_idx, val_idx = split_indices(len(ds.images), data_cfg["val_fraction"], seed)
-    return _Data(ds.images, ds.masks, train_idx, val_idx, ds.num_classes)
+    train_idx, val_idx = split_dataset(ds, data_cfg["val_fraction"], seed)
+    return TrialData(ds.images, ds.masks, train_idx, val_idx, ds.num_classes)
 
 
-def _noisy_labels(cfg: TrialConfig, data: _Data, epoch: int) -> torch.Tensor:
+def _noisy_labels(cfg: TrialConfig, data: TrialData, epoch: int) -> torch.Tensor:
     """Training labels for ``epoch``: noised (a pure function of sample, rate and seed), then smoothed."""
     from ielcore.noise import build_noise
 
@@ -147,7 +103,7 @@ def autocast(device: torch.device, amp: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
-def val_batches(data: _Data, batch_size: int) -> list[list[int]]:
+def val_batches(data: TrialData, batch_size: int) -> list[list[int]]:
     """Validation sample indices in evaluation order, ``batch_size`` at a time."""
     return [data.val_idx[start : start + batch_size] for start in range(0, len(data.val_idx), batch_size)]
 
@@ -159,7 +115,7 @@ def score_batch(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Ten
 
 
 def val_metrics(
-    scored: list[tuple[float, torch.Tensor]], data: _Data
+    scored: list[tuple[float, torch.Tensor]], data: TrialData
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Metrics of the scored validation batches (see :func:`score_batch`) and the whole prediction."""
     from ielcore.metrics import segmentation_metrics
@@ -171,7 +127,7 @@ def val_metrics(
 
 
 def _evaluate(
-    model: torch.nn.Module, data: _Data, device: torch.device, batch_size: int, amp: bool
+    model: torch.nn.Module, data: TrialData, device: torch.device, batch_size: int, amp: bool
 ) -> tuple[dict[str, float], torch.Tensor]:
     model.eval()
     scored = []
@@ -200,7 +156,7 @@ class TrialRun:
     reporter: Reporter | None
     device: torch.device
     amp: bool
-    data: _Data
+    data: TrialData
     iel: torch.nn.Module
     loss_fn: torch.nn.Module
     model: torch.nn.Module
@@ -210,7 +166,7 @@ class TrialRun:
     labels: torch.Tensor  # (Ntrain, H, W) training labels of the current epoch
     t_start: float
     history: list[dict[str, float]] = field(default_factory=list)
-    status: str = TrialStatus.COMPLETE
+    status: RunStatus = RunStatus.COMPLETE
     error: str | None = None
     failed_epoch: int | None = None
     timings: dict[str, float] = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
@@ -265,7 +221,7 @@ class TrialRun:
     @property
     def running(self) -> bool:
         """False once the run diverged or its reporter asked it to stop."""
-        return self.status == TrialStatus.COMPLETE
+        return self.status == RunStatus.COMPLETE
 
     def begin_epoch(self, epoch: int) -> list[int]:
         """Set the epoch's learning rate and labels; return its permutation of the training positions."""
@@ -291,7 +247,7 @@ class TrialRun:
         """True for a finite batch loss; otherwise mark the run diverged in ``epoch`` and return False."""
         if math.isfinite(value):
             return True
-        self.status, self.failed_epoch = TrialStatus.DIVERGED, epoch
+        self.status, self.failed_epoch = RunStatus.DIVERGED, epoch
         self.error = f"loss became non-finite ({value}) in epoch {epoch}"
         return False
 
@@ -312,7 +268,7 @@ class TrialRun:
             and self.reporter.report(epoch, metrics) is False
             and epoch < self.cfg.epochs
         ):
-            self.status = TrialStatus.PRUNED
+            self.status = RunStatus.PRUNED
             return False
         return True
 

@@ -8,11 +8,20 @@ only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from orchestrator.cli_train import cmd_train
+from orchestrator.cliutil import (
+    HelpFormatter,
+    nonnegative_int,
+    output_format,
+    positive_int,
+    positive_seconds,
+    silence_broken_pipe,
+)
+from orchestrator.db.readonly import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,17 +39,20 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _db(args: argparse.Namespace, upgrade: bool = True) -> Any:
     from orchestrator.db import ResultsDB
+    from orchestrator.db.engine import sqlite_is_readonly
+    from orchestrator.settings import sqlite_file
 
     settings = _settings(args)
-    if settings.db_url.startswith("sqlite"):
-        path = settings.db_url.split("///", 1)[-1]
-        if not os.path.exists(path):
+    path = sqlite_file(settings.db_url)
+    if path is not None:
+        if not path.exists():
             from ielcore.errors import IELError
 
             raise IELError(
                 f"no results database at {path}; run `iel submit STUDY.yaml` first, or point --db / $IEL_DB_URL "
                 "(or --home / $IEL_HOME) at an existing one"
             )
+        upgrade = upgrade and not sqlite_is_readonly(path)  # a read-only home is read as it is
     return ResultsDB(settings.db_url, upgrade=upgrade)
 
 
@@ -49,49 +61,18 @@ def _print(text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ commands
-def cmd_train(args: argparse.Namespace) -> int:
-    import yaml
-
-    from ielcore.spec import TrialConfig, apply_overrides, load_config_file
-    from ielcore.train import train_trial
-
-    raw = load_config_file(args.config)
-    overrides = {}
-    for item in args.set or []:
-        if "=" not in item:
-            from ielcore.errors import SpecError
-
-            raise SpecError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
-    cfg = TrialConfig.from_dict(apply_overrides(raw, overrides), source=args.config)
-
-    class _Print:
-        def report(self, epoch: int, metrics: Any) -> bool:
-            shown = " ".join(
-                f"{k}={v:.4f}" for k, v in metrics.items() if k in ("train_loss", "val_loss", "dice", "miou")
-            )
-            _print(f"epoch {epoch:3d}  {shown}")
-            return True
-
-    result = train_trial(cfg, _Print(), out_dir=args.out)
-    _print(f"status: {result.status}  device: {result.device}  time: {result.timings['total_s']:.1f}s")
-    _print(json.dumps({"metrics": result.final_metrics}, indent=2))
-    _print(f"wrote {os.path.join(args.out, 'result.json')}")
-    if result.status == "diverged":
-        _print(f"the run diverged: {result.error}")
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator.db.engine import redact_url
+    from orchestrator.driver import StudyRunner
     from orchestrator.plan import build_plan
     from orchestrator.results import format_rows, results_rows
-    from orchestrator.runner import StudyRunner
     from orchestrator.study import load_study
+    from orchestrator.study_version import rename
+    from orchestrator.tracking import Tracker
 
-    spec = load_study(args.study)
+    spec = load_study(args.study, args.overrides)
+    if args.as_name:
+        spec = rename(spec, args.as_name)
     if args.dry_run:
         _print(build_plan(spec).describe())
         return EXIT_OK
@@ -105,15 +86,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
     outcome = runner.run()
     metric = spec.search.objectives[0].metric if spec.search else "dice"
-    db = runner.db
-    assert db is not None
-    rows = results_rows(db, spec.name, metric=metric, baseline=spec.baseline)
+    with _db(args) as db:
+        rows = results_rows(db, spec.name, metric=metric, baseline=spec.baseline)
     table = format_rows(rows, "table", metric)
     _print("")
     _print(f"results of study {spec.name} (final {metric}; mean over seeds, 95% t CI; paired vs baseline):")
     _print(table)
-    runner.tracker.log_text(runner.study_run, format_rows(rows, "markdown", metric), "results.md")
-    runner.tracker.log_text(runner.study_run, format_rows(rows, "csv", metric), "results.csv")
+    if spec.decide is not None:
+        d = spec.decide
+        _print("")
+        _print(f"decisions ({d.metric} by {d.score}, margin {d.margin}, alpha {d.alpha}, method {d.method}):")
+        for line in _decision_lines(args, spec):
+            _print(f"  {line}")
+    tracker = Tracker(settings.mlflow_uri, settings.artifact_root)
+    tracker.log_text(outcome.study_run_id, format_rows(rows, "markdown", metric), "results.md")
+    tracker.log_text(outcome.study_run_id, format_rows(rows, "csv", metric), "results.csv")
     _print(
         f"trained {outcome.trained}, reused {outcome.reused}, kept {outcome.kept}, failed {outcome.failed} "
         f"in {outcome.wall_s:.1f}s"
@@ -121,70 +108,85 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.failed else EXIT_OK
 
 
+def _decision_lines(args: argparse.Namespace, spec: Any) -> list[str]:
+    """One line per comparison of a study with ``decide:`` (from :mod:`orchestrator.decisions`)."""
+    from orchestrator.decisions import describe, study_decisions
+
+    with _db(args) as db:
+        return [describe(d) for d in study_decisions(db, spec.name, spec.decide)]
+
+
 def cmd_studies(args: argparse.Namespace) -> int:
-    db = _db(args)
-    studies = db.studies()
-    if not studies:
-        _print("no studies yet")
-    for s in studies:
-        counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s.counts.items()) if v)
-        _print(f"{s.name}\t{counts}")
-    return EXIT_OK
+    with _db(args) as db:
+        studies = db.studies()
+        if not studies:
+            _print("no studies yet")
+        for s in studies:
+            counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(s.counts.items()) if v)
+            _print(f"{s.name}\t{counts}")
+        return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    db = _db(args)
-    if db.study(args.study) is None:
-        from ielcore.errors import IELError
+    with _db(args) as db:
+        if db.study(args.study) is None:
+            from ielcore.errors import IELError
 
-        raise IELError(f"no study named {args.study!r}; `iel studies` lists them")
-    counts = db.status_counts(args.study)
-    _print(f"study {args.study}: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
-    for t in db.trials(args.study):
-        if t.state.value == "FAILED":
-            _print(f"  trial {t.id} ({t.cell_key} seed={t.seed}) FAILED [{t.failure_kind}] {t.error}")
-    return EXIT_OK
+            raise IELError(f"no study named {args.study!r}; `iel studies` lists them")
+        counts = db.status_counts(args.study)
+        _print(f"study {args.study}: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
+        for t in db.trials(args.study):
+            if t.state.value == "FAILED":
+                _print(f"  trial {t.id} ({t.cell_key} seed={t.seed}) FAILED [{t.failure_kind}] {t.error}")
+        return EXIT_OK
 
 
 def cmd_results(args: argparse.Namespace) -> int:
     from orchestrator.results import format_rows, results_rows
 
-    db = _db(args)
-    study = db.study(args.study)
-    if study is None:
-        from ielcore.errors import IELError
+    with _db(args) as db:
+        study = db.study(args.study)
+        if study is None:
+            from ielcore.errors import IELError
 
-        raise IELError(f"no study named {args.study!r}; `iel studies` lists them")
-    group_by = [g for g in (args.group_by or "").split(",") if g] or None
-    baseline = (study.spec or {}).get("baseline") if not group_by else None
-    rows = results_rows(db, args.study, metric=args.metric, group_by=group_by, baseline=baseline)
-    _print(format_rows(rows, args.format, args.metric))
+            raise IELError(f"no study named {args.study!r}; `iel studies` lists them")
+        from orchestrator.cliutil import check_group_by, check_metric
+
+        group_by = [g for g in (args.group_by or "").split(",") if g] or None
+        check_metric(db, args.study, args.metric)
+        if group_by:
+            check_group_by(db, args.study, group_by)
+        baseline = (study.spec or {}).get("baseline") if not group_by else None
+        rows = results_rows(db, args.study, metric=args.metric, group_by=group_by, baseline=baseline)
+        _print(format_rows(rows, args.format, args.metric))
+        return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.export import export_study
+
+    with _db(args) as db:
+        text, n = export_study(db, args.study, args.format, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        print(f"wrote {n} trials of study {args.study} to {args.out} ({args.format})", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from orchestrator.cliutil import render_query
+    from orchestrator.db.engine import run_readonly_query
+
     db = _db(args, upgrade=False)
-    columns, rows = db.readonly_query(args.sql, limit=args.limit)
-    records = [dict(zip(columns, r)) for r in rows]
-    from orchestrator.results import format_rows
-
-    if args.format == "json":
-        _print(json.dumps(records, indent=2, default=str))
-    elif args.format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    else:
-        from orchestrator import results
-
-        saved = results.COLUMNS
-        try:
-            results.COLUMNS = list(columns)
-            _print(format_rows(records, "markdown" if args.format == "markdown" else "table"))
-        finally:
-            results.COLUMNS = saved
+    try:
+        result = run_readonly_query(db.engine, args.sql, timeout_s=args.timeout, max_rows=args.max_rows)
+    finally:
+        db.close()
+    _print(render_query(result.columns, result.rows, args.format))
+    if result.cut:
+        print(f"note: {result.cut}", file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -193,9 +195,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     from orchestrator.db.engine import redact_url
 
     settings = _settings(args)
-    settings.ensure_home()
-    db = ResultsDB(settings.db_url, upgrade=False)
-    db.upgrade()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with ResultsDB(settings.db_url, upgrade=False) as db:
+        db.upgrade()
     _print(f"results database at {redact_url(settings.db_url)} is at the latest schema")
     return EXIT_OK
 
@@ -260,12 +262,17 @@ def cmd_optuna_dashboard(args: argparse.Namespace) -> int:
     )
 
 
-def _report_parsers(sub: Any, stores: Any) -> None:
-    p = sub.add_parser("report", help="statistics, comparisons and figures of a study (Markdown or HTML)")
-    p.add_argument("study")
+def _report_parsers(sub: Any, add: Any, stores: Any) -> None:
+    p = add("report", "statistics, comparisons and figures of a study (Markdown or HTML)")
+    p.add_argument("study", help="the study's name")
     stores(p)
-    p.add_argument("--out", help="output folder (default <home>/reports/STUDY)")
-    p.add_argument("--format", choices=("md", "html"), default="md")
+    p.add_argument(
+        "--out",
+        help="output folder (default <home>/reports/STUDY); files `iel report` did not write are never touched",
+    )
+    p.add_argument(
+        "--format", type=output_format, choices=("markdown", "html"), default="markdown", help="report format"
+    )
     p.add_argument("--bootstrap", action="store_true", help="percentile-bootstrap CIs instead of t intervals")
     p.add_argument("--arm", help="comma-separated arm factors (default: the baseline's keys)")
     p.add_argument(
@@ -274,19 +281,43 @@ def _report_parsers(sub: Any, stores: Any) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report to the study's MLflow run")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("optuna-dashboard", help="optuna-dashboard over a study's cell studies (127.0.0.1)")
-    p.add_argument("study")
+    p = add("optuna-dashboard", "optuna-dashboard over a study's cell studies (127.0.0.1)")
+    p.add_argument("study", help="the study's name")
     stores(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 lets the OS choose a free port")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port; 0 lets the OS choose a free port")
     p.set_defaults(func=cmd_optuna_dashboard)
 
 
 # ---------------------------------------------------------------------------------------------- main
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"iel {version('iel-ablation')}"
+    except PackageNotFoundError:
+        return "iel (version unknown)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iel", description="Ablation studies of inverse evolution layers.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = HelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="iel", description="Ablation studies of inverse evolution layers.", formatter_class=fmt
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks (also accepted after the command)"
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    # --debug after the command too; SUPPRESS keeps the value given before the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002
+        return sub.add_parser(name, help=help, description=help, parents=[common], formatter_class=fmt)  # type: ignore[no-any-return]
 
     def stores(p: argparse.ArgumentParser) -> None:
         p.add_argument("--home", help="folder of the embedded stores (default ./iel-runs or $IEL_HOME)")
@@ -295,66 +326,119 @@ def build_parser() -> argparse.ArgumentParser:
             "--mlflow", help="MLflow tracking URI (default sqlite under --home; or $IEL_MLFLOW_URI)"
         )
 
-    p = sub.add_parser("train", help="train one configuration")
-    p.add_argument("config")
+    p = add("train", "train one configuration")
+    p.add_argument("config", help="a trial configuration (YAML)")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config value (dotted path)"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value (dotted path); repeatable",
     )
-    p.add_argument("--out", default="iel-train-out")
+    p.add_argument("--out", default="iel-train-out", help="output folder (result.json, checkpoint, figures)")
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="track the run in MLflow like a study trial (params, per-epoch metrics, status, artifacts)",
+    )
+    p.add_argument("--experiment", metavar="NAME", help="MLflow experiment of the run (default: iel/train)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("submit", help="run (or resume) a study")
-    p.add_argument("study")
+    p = add("submit", "run (or resume) a study")
+    p.add_argument("study", help="the study file (YAML)")
     stores(p)
     p.add_argument("--address", help="Ray cluster address (auto | ray://HOST:PORT); default: a local Ray")
-    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument(
+        "--max-concurrent",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="trials at once, at least 1 (default: the study's max_concurrent)",
+    )
     p.add_argument(
         "--allow-cpu", action="store_true", help="run GPU studies on CPUs when the cluster has no GPU"
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the study document without editing the file, e.g. --set base.epochs=2 (repeatable)",
+    )
+    p.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NEW_NAME",
+        default=None,
+        help="submit the study under another name (e.g. an edited copy whose results must not mix)",
+    )
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("studies", help="list studies")
+    p = add("studies", "list studies")
     stores(p)
     p.set_defaults(func=cmd_studies)
 
-    p = sub.add_parser("status", help="trial counts of a study")
-    p.add_argument("study")
+    p = add("status", "trial counts of a study")
+    p.add_argument("study", help="the study's name")
     stores(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("results", help="per-cell results table")
-    p.add_argument("study")
+    p = add("results", "per-cell results table")
+    p.add_argument("study", help="the study's name")
     stores(p)
-    p.add_argument("--group-by", help="comma-separated factor paths")
-    p.add_argument("--metric", default="dice")
-    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--group-by", metavar="FACTOR[,FACTOR]", help="pool cells by these factor paths")
+    p.add_argument("--metric", default="dice", help="the final metric to summarise")
+    p.add_argument("--format", type=output_format, choices=FORMATS, default="table", help="output format")
     p.set_defaults(func=cmd_results)
 
-    p = sub.add_parser("query", help="read-only SQL over the results database")
-    p.add_argument("sql")
+    p = add(
+        "export", "one row per trial (record, factors, searched params, metrics, config) as CSV or Parquet"
+    )
+    p.add_argument("study", help="the study's name")
     stores(p)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format")
+    p.add_argument("--out", metavar="FILE", help="output file (default: CSV to standard output)")
+    p.set_defaults(func=cmd_export)
+
+    p = add("query", "read-only SQL over the results database (bounded in time and rows)")
+    p.add_argument("sql", help="one SQL statement (reads only)")
+    stores(p)
+    p.add_argument(
+        "--max-rows", "--limit", dest="max_rows", type=nonnegative_int, default=DEFAULT_MAX_ROWS,
+        metavar="N", help="rows shown at most (more are cut, with a note on stderr)",
+    )  # fmt: skip
+    p.add_argument(
+        "--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+        help="seconds the statement may run before it is stopped",
+    )  # fmt: skip
+    p.add_argument("--format", type=output_format, choices=FORMATS, default="table", help="output format")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("db", help="database administration")
-    p.add_argument("action", choices=("upgrade",))
+    p = add("db", "database administration")
+    p.add_argument("action", choices=("upgrade",), help="upgrade: apply schema migrations (Alembic)")
     stores(p)
     p.set_defaults(func=cmd_db)
 
-    p = sub.add_parser("ui", help="MLflow UI on the study store (127.0.0.1)")
+    p = add("ui", "MLflow UI on the study store (127.0.0.1)")
     stores(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=5000, help="TCP port")
     p.set_defaults(func=cmd_ui)
-    _report_parsers(sub, stores)
+    _report_parsers(sub, add, stores)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # e.g. `iel results S | head -3`: the reader left, nothing more to say
+        return silence_broken_pipe()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from ielcore.errors import IELError, SpecError
 
     try:
@@ -369,12 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM in a driver (orchestrator.driver.cluster.Interrupted)
         print(
-            "interrupted: running trials were recorded as stopped; `iel submit` again resumes",
+            f"{'terminated' if getattr(e, 'exit_status', 130) == 143 else 'interrupted'}: running trials were "
+            "recorded as stopped; `iel submit` again resumes",
             file=sys.stderr,
         )
-        return 130
+        return int(getattr(e, "exit_status", 130))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ a threaded ``wsgiref`` server bound to 127.0.0.1 unless asked otherwise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from optuna.storages import RDBStorage
 
 from ielcore.errors import IELError
 from orchestrator.search import optuna_study_name
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, sqlite_file
 
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy  # returned by every storage's get_all_studies
@@ -51,13 +50,12 @@ class CellStudiesStorage(RDBStorage):
 def cell_storage(settings: Settings, study: str) -> CellStudiesStorage:
     """The filtered storage of ``study``; raises :class:`IELError` naming the studies when it has no cell."""
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if settings.db_url.startswith("sqlite") else {}
-    if settings.db_url.startswith("sqlite"):
-        path = settings.db_url.split("///", 1)[-1]
-        if not os.path.exists(path):
-            raise IELError(
-                f"no results database at {path}; run `iel submit STUDY.yaml` first, or point --db / "
-                "$IEL_DB_URL (or --home / $IEL_HOME) at an existing one"
-            )
+    path = sqlite_file(settings.db_url)
+    if path is not None and not path.exists():
+        raise IELError(
+            f"no results database at {path}; run `iel submit STUDY.yaml` first, or point --db / "
+            "$IEL_DB_URL (or --home / $IEL_HOME) at an existing one"
+        )
     storage = CellStudiesStorage(settings.db_url, study, engine_kwargs=kwargs)
     if not storage.get_all_studies():
         names = sorted({s.study_name.split("::", 1)[0] for s in RDBStorage.get_all_studies(storage)})

@@ -3,43 +3,41 @@
 Cells are the full factorial product of the factors and the zip groups, minus the ``exclude`` matches.
 A factor that does not apply to a cell's component type (``iel.steps`` when ``iel.type`` is ``none``,
 see :func:`ielcore.spec.section_accepts`) is dropped from that cell, and cells whose resolved
-configurations are identical collapse into the first of them.  Building a plan only resolves
-configurations (no model or dataset is built); it is where every cell's values are validated:
+configurations are identical collapse into the first of them.  Building a plan resolves
+configurations and builds no full model or dataset (only a one-image probe dataset and a model on the
+``meta`` device); it is where every cell's values are validated:
 
-- factor and search paths exist in the configuration schema, component type names are registered;
-- every cell's configuration passes :meth:`TrialConfig.from_dict` (errors name the factor path);
-- a ``folder`` dataset's ``root`` holds ``images/`` and ``masks/``;
+- factor and search paths exist in the configuration schema (:mod:`ielcore.schema`), component type
+  names are registered;
+- every cell's configuration passes :meth:`TrialConfig.from_dict` and the checks of
+  :mod:`orchestrator.plan_checks` (component ranges, a ``folder`` dataset's files, the dataset's and
+  model's own checks with memory limits); errors name the factor path;
 - the baseline matches at least one cell; search bounds are valid in every cell.
 
-A trial's identity is ``config_hash`` of its resolved configuration (seed included).
+A trial's identity is ``config_hash`` of its resolved configuration (seed included; a ``folder``
+dataset's fingerprint included).  With adaptive seeds only the ``start`` seeds are planned;
+:func:`trials_for_seeds` (or :meth:`Plan.trials_for_seeds`) gives a cell's trials for further seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ielcore._params import signature_params
 from ielcore.errors import SpecError
-from ielcore.spec import TrialConfig, apply_overrides, config_hash, section_accepts
-from orchestrator.study import SearchParam, SearchSpec, StudySpec, same_value
+from ielcore.fields import same_value
+from ielcore.schema import COMPONENT_KINDS, check_path, check_type_values, section_accepts
+from ielcore.spec import TrialConfig, apply_overrides, config_hash
+from orchestrator.plan_checks import Checker, check_components
+from orchestrator.study import ARM_FACTOR, SearchParam, SearchSpec, StudySpec
 
 MAX_CELLS = 10_000
 MAX_TRIALS = 100_000
-COMPONENT_KINDS = {
-    "data": "dataset",
-    "noise": "noise model",
-    "model": "model",
-    "iel": "IEL type",
-    "loss": "loss",
-}
 
 
 @dataclass(frozen=True)
@@ -88,61 +86,15 @@ class Plan:
     def baseline_cells(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.is_baseline)
 
+    def trials_for_seeds(self, key: str, seeds: Iterable[int]) -> tuple[PlannedTrial, ...]:
+        """Trials of cell ``key`` with ``seeds`` (see :func:`trials_for_seeds`); ``KeyError`` for no such cell."""
+        return trials_for_seeds(self.cell(key), seeds)
+
     def describe(self) -> str:
-        """The ``--dry-run`` text: the study, its factors and counts, and a table of the cells."""
-        s = self.study
-        lines = [f"study {s.name}" + (f": {s.description}" if s.description else "")]
-        lines.append(
-            "factors:" if s.all_factors() else "factors: none (a single cell: the base configuration)"
-        )
-        for path, values in s.factors:
-            lines.append(f"  {path}: {_fmt_list(values)}")
-        for i, group in enumerate(s.zip_groups):
-            lines.append(f"  zip[{i}]: " + " | ".join(f"{p}: {_fmt_list(v)}" for p, v in group))
-        for rule in s.exclude:
-            lines.append(f"exclude: {cell_key(rule)}")
-        lines.append(f"baseline: {cell_key(s.baseline) if s.baseline else 'none'}")
-        collapsed = self.n_combinations - self.n_excluded - len(self.cells)
-        lines.append(
-            f"cells: {len(self.cells)} ({self.n_combinations} combinations, {self.n_excluded} excluded, "
-            f"{collapsed} collapsed)"
-        )
-        lines.append(
-            f"seeds: {len(s.seeds)} ({', '.join(map(str, s.seeds[:10]))}{', ...' if len(s.seeds) > 10 else ''})"
-        )
-        if s.search is None:
-            lines.append("search: none")
-        else:
-            q = s.search
-            goals = ", ".join(f"{o.direction} {o.metric}" for o in q.objectives)
-            lines.append(
-                f"search: {q.n_trials} trials per cell, sampler {q.sampler}, pruner {q.pruner}, {goals}; "
-                f"params {', '.join(p.path for p in q.params)}"
-            )
-        lines.append(f"total trials: {self.n_trials()}")
-        r = s.resources
-        lines.append(
-            f"resources per trial: {r.cpus:g} CPU, {r.gpus:g} GPU"
-            + (f" ({r.gpu_memory_fraction:g} of its memory)" if r.gpu_memory_fraction else "")
-            + f"; max_concurrent {s.max_concurrent}, retries {s.retries}, "
-            f"timeout {f'{s.timeout_s:g} s' if s.timeout_s else 'none'}, fuse {s.fuse}"
-        )
-        header = ["#", "baseline", *s.factor_paths, "key"]
-        rows = [
-            [
-                str(i + 1),
-                "*" if c.is_baseline else "",
-                *(_fmt(c.factors[p]) if p in c.factors else "-" for p in s.factor_paths),
-                c.key,
-            ]
-            for i, c in enumerate(self.cells)
-        ]
-        widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-        lines.append("")
-        lines.extend(
-            "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows]
-        )
-        return "\n".join(lines)
+        """The ``--dry-run`` text: the study, its factors and counts, the seed design and a table of the cells."""
+        from orchestrator.plan_text import describe_plan
+
+        return describe_plan(self)
 
 
 def _fmt(value: Any) -> str:
@@ -168,99 +120,24 @@ def cell_key(factors: Mapping[str, Any]) -> str:
 # -- the configuration schema --------------------------------------------------------------------------
 
 
-def _registries() -> dict[str, Mapping[str, Any]]:
-    from ielcore.data import DATASET_TYPES
-    from ielcore.iel import IEL_TYPES
-    from ielcore.losses import LOSS_TYPES
-    from ielcore.models import MODEL_TYPES
-    from ielcore.noise import NOISE_TYPES
-
-    return {
-        "data": DATASET_TYPES,
-        "noise": NOISE_TYPES,
-        "model": MODEL_TYPES,
-        "iel": IEL_TYPES,
-        "loss": LOSS_TYPES,
-    }
-
-
-@functools.cache
-def _default_config() -> dict[str, Any]:
-    return TrialConfig.from_dict({}).to_dict()
-
-
-def _type_keys(section: str, type_name: str) -> set[str]:
-    candidates = {"type", *_default_config()[section], *signature_params(_registries()[section][type_name])}
-    return {k for k in candidates if section_accepts(section, type_name, k)}
-
-
-def _check_type_values(path: str, values: tuple[Any, ...], where: str) -> None:
-    section, _, key = path.partition(".")
-    if key != "type" or section not in COMPONENT_KINDS:
-        return
-    registry, kind = _registries()[section], COMPONENT_KINDS[section]
-    for value in values:
-        if not isinstance(value, str) or value not in registry:
-            raise SpecError(
-                f"unknown {kind} {value!r}; valid {kind}s are: {', '.join(sorted(registry))}", path=where
-            )
-
-
-def _check_path(path: str, where: str, types: Mapping[str, set[str]]) -> None:
-    defaults = _default_config()
-    sections = [k for k, v in defaults.items() if isinstance(v, dict)]
-    scalars = [k for k, v in defaults.items() if not isinstance(v, dict)]
-    parts = path.split(".")
-    if path == "seed":
-        raise SpecError(
-            "the seed is varied by 'seeds:' (replicates), not by a factor; list the seeds there", path=where
-        )
-    if len(parts) == 1 and path in scalars:
-        return
-    if len(parts) == 1 and path in sections:
-        raise SpecError(
-            f"{path!r} is a section: name one of its keys (e.g. {path}.type), or vary several keys "
-            "together with a zip group",
-            path=where,
-        )
-    if len(parts) != 2 or parts[0] not in sections:
-        raise SpecError(
-            f"unknown configuration path {path!r}; a path is one of {', '.join(scalars)} or "
-            f"'section.key' with a section among {', '.join(sections)}",
-            path=where,
-        )
-    section, key = parts
-    if section not in COMPONENT_KINDS:
-        if key not in defaults[section]:
-            raise SpecError(
-                f"unknown key {key!r} in {section!r}; valid keys are: {', '.join(defaults[section])}",
-                path=where,
-            )
-        return
-    if key == "type" or any(section_accepts(section, t, key) for t in types[section]):
-        return
-    valid = sorted(set().union(*(_type_keys(section, t) for t in types[section])))
-    names = ", ".join(sorted(types[section]))
-    raise SpecError(
-        f"{key!r} is not a parameter of {COMPONENT_KINDS[section]} {names}; valid keys are: "
-        f"{', '.join(valid)}",
-        path=where,
-    )
-
-
 def _check_schema(study: StudySpec, base: Mapping[str, Any]) -> None:
     searched = study.search.params if study.search else ()
     places = [(p, v, study.factor_origin(p)) for p, v in study.all_factors()]
     places += [(q.path, q.choices or (), f"search.params.{q.path}") for q in searched]
+    places = [x for x in places if x[2] != "arms"]  # the arms' sections are checked when parsed
     for path, values, where in places:
-        _check_type_values(path, values, where + (".choices" if where.startswith("search") else ""))
+        check_type_values(path, values, where + (".choices" if where.startswith("search") else ""))
     types = {s: {str(base[s]["type"])} for s in COMPONENT_KINDS}
+    for _, flat in study.arms:
+        for s in COMPONENT_KINDS:
+            if f"{s}.type" in flat:
+                types[s].add(str(flat[f"{s}.type"]))
     for path, values, _ in places:
         section, _, key = path.partition(".")
         if key == "type" and section in types:
             types[section].update(str(v) for v in values)
     for path, _, where in places:
-        _check_path(path, where, types)
+        check_path(path, where, types)
 
 
 # -- cells and trials ---------------------------------------------------------------------------------
@@ -290,53 +167,12 @@ def _blame(study: StudySpec, factors: Mapping[str, Any], path: str | None) -> st
     for p in factors:
         if p.partition(".")[0] == section:
             return study.factor_origin(p)
+    if ARM_FACTOR in factors and study.arms:
+        arm = str(factors[ARM_FACTOR])
+        flat = study.arm_overrides(arm)
+        if path in flat or any(p.partition(".")[0] == section for p in flat):
+            return f"arms.{arm}.{path if path in flat else section}"
     return f"base.{path}" if path else "base"
-
-
-def check_components(config: TrialConfig) -> None:
-    """Construct the configuration's IEL and noise model (cheap: no tensors) to check their values.
-
-    Config resolution checks only parameter names; ranges (``steps >= 1``, ``dt > 0``, an IEL's
-    worst-case gain) are checked by the constructors.  Models and datasets are never built here.
-    Raises :class:`SpecError` with the path ``iel.<param>`` / ``noise.<param>``.
-    """
-    if config.kind != "train":
-        return
-    from ielcore.iel import build_iel
-    from ielcore.noise import build_noise
-
-    iel = {k: v for k, v in config.iel.items() if k != "type"}
-    noise = {k: v for k, v in config.noise.items() if k not in ("type", "rate")}
-    checks = (
-        ("iel", lambda: build_iel(config.iel["type"], **iel)),
-        # num_classes is the dataset's; a large value checks everything that does not depend on it.
-        ("noise", lambda: build_noise(config.noise["type"], config.noise["rate"], 1000, 0, **noise)),
-    )
-    for section, build in checks:
-        try:
-            build()
-        except SpecError as e:
-            raise e.located(path_prefix=section) from None
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"invalid {section} parameters: {e}", path=section) from e
-
-
-def _check_folder(study: StudySpec, factors: Mapping[str, Any], config: TrialConfig) -> None:
-    if config.kind != "train" or config.data.get("type") != "folder":
-        return
-    root = Path(str(config.data.get("root"))).expanduser()
-    where = study.factor_origin("data.root") if "data.root" in factors else "base.data.root"
-    for d in (
-        root,
-        root / str(config.data.get("images", "images")),
-        root / str(config.data.get("masks", "masks")),
-    ):
-        if not d.is_dir():
-            raise SpecError(
-                f"folder {str(d)!r} (resolved: {d.resolve()}) does not exist; a folder dataset needs "
-                "root/images/ and root/masks/ with matching file names: fix the path",
-                path=where,
-            )
 
 
 def build_plan(study: StudySpec) -> Plan:
@@ -347,15 +183,9 @@ def build_plan(study: StudySpec) -> Plan:
         raise (e if e.source else e.located(source=study.source)) from None
 
 
-def _build(study: StudySpec) -> Plan:
-    base_config = TrialConfig.from_dict(study.base)
-    try:
-        check_components(base_config)
-    except SpecError as e:
-        raise e.located(path_prefix="base") from None
-    base = base_config.to_dict()
-    _check_schema(study, base)
-    axes = [[{p: v} for v in values] for p, values in study.factors]
+def _axes(study: StudySpec) -> list[list[dict[str, Any]]]:
+    plain = ((ARM_FACTOR, study.arm_names),) if study.arms else ()
+    axes = [[{p: v} for v in values] for p, values in plain + study.factors]
     axes += [
         [{p: vals[i] for p, vals in group} for i in range(len(group[0][1]))] for group in study.zip_groups
     ]
@@ -366,34 +196,42 @@ def _build(study: StudySpec) -> Plan:
             "values, zip groups or several studies",
             path="factors",
         )
-    found: dict[str, tuple[dict[str, Any], TrialConfig, list[dict[str, Any]]]] = {}
+    return axes
+
+
+_Found = dict[str, tuple[dict[str, Any], TrialConfig, list[dict[str, Any]]]]
+
+
+def _distinct_configs(
+    study: StudySpec, base: Mapping[str, Any], axes: list[list[dict[str, Any]]]
+) -> tuple[_Found, int]:
+    """``({hash: (factors, config, assignments)}, n_excluded)``: the distinct cells, first assignment first."""
+    check = Checker()
+    found: _Found = {}
     n_excluded = 0
+    arm_bases = {name: apply_overrides(base, flat) for name, flat in study.arms}
     for combo in itertools.product(*axes):
         assignment = {p: v for part in combo for p, v in part.items()}
         if any(_matches(rule, assignment) for rule in study.exclude):
             n_excluded += 1
             continue
-        factors = _applicable(assignment, base)
+        arm = assignment.get(ARM_FACTOR) if study.arms else None
+        arm_set = dict(study.arm_overrides(arm)) if arm is not None else {}
+        factors = _applicable(assignment, arm_bases[arm] if arm is not None else base)
+        settings = {**arm_set, **{p: v for p, v in factors.items() if arm is None or p != ARM_FACTOR}}
         try:
-            config = TrialConfig.from_dict(apply_overrides(study.base, factors))
-            check_components(config)
+            config = TrialConfig.from_dict(apply_overrides(study.base, settings))
+            config = check(config)
         except SpecError as e:
             raise SpecError(
                 f"in cell {cell_key(factors)!r}: {e.message}", path=_blame(study, factors, e.path)
             ) from None
-        _check_folder(study, factors, config)
-        h = config_hash(config.to_dict())
-        if h not in found:
-            found[h] = (factors, config, [])
-        found[h][2].append(assignment)
-    if not found:
-        raise SpecError(
-            f"the exclude rules remove all {n_combinations} combinations; leave at least one cell",
-            path="exclude",
-        )
+        found.setdefault(config_hash(config.to_dict()), (factors, config, []))[2].append(assignment)
+    return found, n_excluded
 
+
+def _cells(study: StudySpec, found: _Found) -> list[Cell]:
     cells: list[Cell] = []
-    configs: list[TrialConfig] = []
     used: set[str] = set()
     for factors, config, assignments in found.values():
         key = cell_key(factors)
@@ -402,28 +240,65 @@ def _build(study: StudySpec) -> Plan:
         used.add(key)
         is_baseline = bool(study.baseline) and any(_matches(study.baseline, a) for a in assignments)
         cells.append(Cell(key=key, factors=factors, is_baseline=is_baseline, config=config.to_dict()))
-        configs.append(config)
     if study.baseline and not any(c.is_baseline for c in cells):
         raise SpecError(
             f"the baseline {cell_key(study.baseline)} matches no cell (the exclude rules remove it); "
             f"name a combination among: {', '.join(c.key for c in cells[:10])}",
             path="baseline",
         )
+    return cells
 
+
+def trials_for_seeds(cell: Cell, seeds: Iterable[int]) -> tuple[PlannedTrial, ...]:
+    """The trials of ``cell`` with these ``seeds`` (adaptive seeds add them to a planned cell later).
+
+    The seed is not part of resolution: the cell's resolved configuration with the seed set is the
+    trial's, so a trial added later has the hash it would have had in the first plan.
+    """
+    base = TrialConfig.from_dict(cell.config)
+    out = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**31 - 1:
+            raise ValueError(f"a seed is an integer in 0..2**31-1, got {seed!r}")
+        out.append(
+            PlannedTrial(
+                cell.key,
+                seed,
+                dataclasses.replace(base, seed=seed),
+                config_hash({**cell.config, "seed": seed}),
+            )
+        )
+    return tuple(out)
+
+
+def _build(study: StudySpec) -> Plan:
+    base_config = TrialConfig.from_dict(study.base)
+    try:
+        check_components(base_config)
+    except SpecError as e:
+        raise e.located(path_prefix="base") from None
+    base = base_config.to_dict()
+    _check_schema(study, base)
+    axes = _axes(study)
+    n_combinations = math.prod(len(a) for a in axes)
+    found, n_excluded = _distinct_configs(study, base, axes)
+    if not found:
+        raise SpecError(
+            f"the exclude rules remove all {n_combinations} combinations; leave at least one cell",
+            path="exclude",
+        )
+    cells = _cells(study, found)
     trials: list[PlannedTrial] = []
     if study.search is None:
-        if len(cells) * len(study.seeds) > MAX_TRIALS:
+        most = study.adaptive.max if study.adaptive else len(study.seeds)
+        if len(cells) * most > MAX_TRIALS:
             raise SpecError(
-                f"{len(cells)} cells x {len(study.seeds)} seeds is over the limit of {MAX_TRIALS} "
-                "trials; use fewer seeds or cells",
-                path="seeds",
+                f"{len(cells)} cells x {most} seeds is over the limit of {MAX_TRIALS} trials; use fewer "
+                "seeds or cells",
+                path="seeds.adaptive.max" if study.adaptive else "seeds",
             )
-        for cell, config in zip(cells, configs):
-            for seed in study.seeds:
-                # The seed is not part of resolution: the cell's resolved config with the seed set is the
-                # trial's (== TrialConfig.from_dict(...) with the seed, without re-resolving).
-                trial = dataclasses.replace(config, seed=seed)
-                trials.append(PlannedTrial(cell.key, seed, trial, config_hash({**cell.config, "seed": seed})))
+        for cell in cells:
+            trials.extend(trials_for_seeds(cell, study.seeds))
     else:
         for cell in cells:
             _check_search_bounds(study.search, cell, study.seeds[0])
@@ -499,4 +374,5 @@ __all__ = [
     "cell_search_params",
     "check_components",
     "search_trial_config",
+    "trials_for_seeds",
 ]

@@ -1,5 +1,8 @@
-"""The results table of a study: per cell (or per group of factors) n seeds, mean, std, 95 % CI, and the
-paired comparison against the study's baseline arm (paired on seed, Holm-corrected across the table).
+"""The results table of a study (``iel results`` and the table at the end of ``iel submit``): per cell (or
+per group of factors) n seeds, mean, std, 95 % CI, the best arm of each row, and the paired comparison with
+the row's baseline.  Every number comes from :mod:`orchestrator.stats.cells`, the path ``iel report`` uses,
+so the two agree: same rows, same pairing (on seed only; none for a searched study), Holm within the
+metric's comparisons, intervals clipped to the metric's range, a missing metric left out (never 0).
 """
 
 from __future__ import annotations
@@ -7,12 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.db import ResultsDB, TrialRecord, TrialState
-from orchestrator.stats import describe, holm, paired
+from orchestrator.db import ResultsDB
+from orchestrator.report.tables import cell_inputs, label, load_study_data
+from orchestrator.stats.cells import CellInput, compare_cells, summarise_cells
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -25,16 +28,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def baseline_partner(
-    factors: Mapping[str, Any], baseline: Mapping[str, Any], baseline_cells: Sequence[Mapping[str, Any]]
-) -> int | None:
-    """Index of the baseline cell that agrees with ``factors`` on every non-baseline factor it has."""
-    for i, base in enumerate(baseline_cells):
-        if all(factors.get(k) == v for k, v in base.items() if k not in baseline):
-            return i
-    return None
-
-
 def results_rows(
     db: ResultsDB,
     study: str,
@@ -43,80 +36,43 @@ def results_rows(
     baseline: Mapping[str, Any] | None = None,
     bootstrap: bool = False,
 ) -> list[dict[str, Any]]:
-    """One dict per cell/group: factors, n, mean, std, ci_low, ci_high, and (when a baseline is known and the
-    table is per cell) diff, diff_ci, p_t, p_wilcoxon, p_holm, effect_size and is_baseline."""
-    trials = [t for t in db.trials(study, states=[TrialState.COMPLETE]) if t.final_metrics.get(metric) is not None]
-    groups: dict[str, list[TrialRecord]] = defaultdict(list)
-    keys: dict[str, dict[str, Any]] = {}
-    for t in trials:
-        if group_by:
-            g = {k: t.factors.get(k) for k in group_by}
-            gkey = json.dumps(g, sort_keys=True, default=str)
-        else:
-            g, gkey = dict(t.factors), t.cell_key
-        groups[gkey].append(t)
-        keys[gkey] = g
+    """One dict per cell/group with a value of ``metric``: factors, n, mean, std, ci_low, ci_high, best
+    (best arm of its row by the metric's direction), and (per cell, when a baseline is known) row, arm,
+    is_baseline, baseline_cell, diff, diff_ci_low, diff_ci_high, p_t, p_wilcoxon, p_holm, effect_size."""
+    data = load_study_data(db, study)
+    cells = cell_inputs(data)
+    factors = {c.key: c.factors for c in data.cells}
+    if group_by:  # pool the cells that agree on the group's factors; no row, no comparison
+        pooled: dict[str, list[tuple[int, Mapping[str, float | None]]]] = {}
+        factors = {}
+        for c in data.cells:
+            g = {k: c.factors.get(k) for k in group_by}
+            key = label(g, list(group_by))
+            factors[key] = g
+            pooled.setdefault(key, []).extend((t.seed, t.final_metrics) for t in c.trials)
+        cells = [CellInput(k, "all", k, False, None, tuple(ts)) for k, ts in pooled.items()]
     rows: list[dict[str, Any]] = []
-    for gkey, members in groups.items():
-        s = describe([float(m.final_metrics[metric] or 0.0) for m in members], bootstrap=bootstrap)
-        row: dict[str, Any] = {
-            "cell": gkey if not group_by else ",".join(f"{k}={v}" for k, v in keys[gkey].items()),
-            **{f: v for f, v in keys[gkey].items()},
-            "n": s.n,
-            "mean": s.mean,
-            "std": s.std,
-            "ci_low": s.ci_low,
-            "ci_high": s.ci_high,
-        }
+    for s in summarise_cells(cells, [metric], bootstrap=bootstrap):
+        row: dict[str, Any] = {"cell": s.cell, **factors[s.cell], "n": s.n, "mean": s.mean, "std": s.std}
+        row.update(ci_low=s.ci_low, ci_high=s.ci_high, best=s.best)
         if not group_by:
-            row["is_baseline"] = members[0].is_baseline
+            row.update(row_label=s.row, arm=s.arm, is_baseline=s.is_baseline)
         rows.append(row)
     if baseline and not group_by:
-        _add_paired(rows, groups, metric, baseline)
-    best = max((r["mean"] for r in rows), default=None)
-    for r in rows:
-        r["best"] = best is not None and r["mean"] == best
-    rows.sort(key=lambda r: r["cell"])
+        cmp = {c.cell: c for c in compare_cells(cells, [metric], searched=data.searched, bootstrap=bootstrap)}
+        for r in rows:
+            k = cmp.get(r["cell"])
+            r.update(
+                baseline_cell=k.baseline_cell if k else None,
+                diff=k.mean_diff if k else None,
+                diff_ci_low=k.ci_low if k else None,
+                diff_ci_high=k.ci_high if k else None,
+                p_t=k.p_t if k else None,
+                p_wilcoxon=k.p_wilcoxon if k else None,
+                p_holm=k.p_t_holm if k else None,
+                effect_size=k.effect_size if k else None,
+            )
     return rows
-
-
-def _add_paired(
-    rows: list[dict[str, Any]],
-    groups: Mapping[str, list[TrialRecord]],
-    metric: str,
-    baseline: Mapping[str, Any],
-) -> None:
-    base_rows = [r for r in rows if r.get("is_baseline")]
-    base_factors = [groups[r["cell"]][0].factors for r in base_rows]
-    pvals: list[float | None] = []
-    for r in rows:
-        r.update(diff=None, diff_ci_low=None, diff_ci_high=None, p_t=None, p_wilcoxon=None, effect_size=None)
-        if r.get("is_baseline"):
-            pvals.append(None)
-            continue
-        members = groups[r["cell"]]
-        j = baseline_partner(members[0].factors, baseline, base_factors)
-        if j is None:
-            pvals.append(None)
-            continue
-        by_seed_base = {t.seed: float(t.final_metrics[metric] or 0.0) for t in groups[base_rows[j]["cell"]]}
-        pairs = [(float(t.final_metrics[metric] or 0.0), by_seed_base[t.seed]) for t in members if t.seed in by_seed_base]
-        if not pairs:
-            pvals.append(None)
-            continue
-        p = paired([a for a, _ in pairs], [b for _, b in pairs])
-        r.update(
-            diff=p.mean_diff,
-            diff_ci_low=p.ci_low,
-            diff_ci_high=p.ci_high,
-            p_t=p.p_t,
-            p_wilcoxon=p.p_wilcoxon,
-            effect_size=p.effect_size,
-            baseline_cell=base_rows[j]["cell"],
-        )
-        pvals.append(p.p_t)
-    for r, adj in zip(rows, holm(pvals)):
-        r["p_holm"] = adj
 
 
 COLUMNS = ["cell", "n", "mean", "std", "ci_low", "ci_high", "diff", "p_t", "p_wilcoxon", "p_holm", "best"]

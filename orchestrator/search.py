@@ -8,6 +8,7 @@ results database.  Samplers are seeded (``search.seed`` plus a per-cell offset).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,10 +38,12 @@ def _cell_seed(base: int, cell_key: str) -> int:
     return (base + int(hashlib.sha256(cell_key.encode()).hexdigest()[:8], 16)) % (2**31)
 
 
-def make_sampler(search: SearchSpec | None, cell_key: str) -> optuna.samplers.BaseSampler:
+def make_sampler(search: SearchSpec | None, cell_key: str, resume: int = 0) -> optuna.samplers.BaseSampler:
+    """The cell's seeded sampler; ``resume`` (the trials the cell already has) moves the seed on, so a resumed
+    search continues instead of proposing its first points again."""
     if search is None:
         return optuna.samplers.RandomSampler(seed=0)
-    seed = _cell_seed(search.seed, cell_key)
+    seed = (_cell_seed(search.seed, cell_key) + 1_000_003 * resume) % (2**31)
     name = search.sampler
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -85,6 +88,12 @@ class CellSearch:
             directions=directions,
             load_if_exists=True,
         )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names(list(self.metrics))
+        existing = len(self.study.get_trials(deepcopy=False))
+        if existing:  # a resumed search: reseed, so it goes on instead of repeating its first proposals
+            self.study.sampler = make_sampler(self.spec, cell_key, resume=existing)
         # Only the parameters that apply to this cell's component types are sampled.
         self._dists = distributions(cell_search_params(cell, self.spec)) if self.spec else {}
 
@@ -108,14 +117,31 @@ class CellSearch:
         trial = self.study.ask(self._dists)
         return trial, dict(trial.params)
 
-    def report(self, trial: optuna.trial.Trial, epoch: int, metrics: Mapping[str, float]) -> bool:
-        """Feed an epoch to the pruner; True when the trial should be pruned."""
-        if self.multi_objective or self.spec is None or self.spec.pruner == "none":
-            return False
+    def describe(self, cell: Cell, mlflow_experiment_id: str) -> None:
+        """Study user attributes: the study's name, the cell's key and factors, and its MLflow experiment."""
+        self.study.set_user_attr("iel_study", self.name.split("::", 1)[0])
+        self.study.set_user_attr("cell", cell.key)
+        self.study.set_user_attr("factors", dict(cell.factors))
+        self.study.set_user_attr("mlflow_experiment_id", mlflow_experiment_id)
+
+    def report_value(self, trial: optuna.trial.Trial, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Record an epoch's objective value as an intermediate value (single objective only; a step
+        already recorded, by an earlier attempt, is kept); True when something was reported."""
         value = metrics.get(self.metrics[0])
-        if value is None:
+        if self.multi_objective or value is None:
             return False
-        trial.report(float(value), step=epoch)
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore"
+            )  # "the reported value is ignored because this step is already reported"
+            trial.report(float(value), step=epoch)
+        return True
+
+    def report(self, trial: optuna.trial.Trial, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Record an epoch (:meth:`report_value`) and ask the pruner; True when the trial should be pruned."""
+        reported = self.report_value(trial, epoch, metrics)
+        if not reported or self.spec is None or self.spec.pruner == "none":
+            return False
         return bool(trial.should_prune())
 
     def tell_complete(self, trial: optuna.trial.Trial | int, metrics: Mapping[str, float | None]) -> None:

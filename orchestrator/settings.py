@@ -31,9 +31,9 @@ class Settings:
         address: str | None = None,
     ) -> Settings:
         root = Path(home or os.environ.get("IEL_HOME") or "iel-runs").absolute()
-        db_url = db or os.environ.get("IEL_DB_URL") or f"sqlite:///{root / 'iel.db'}"
+        db_url = db or os.environ.get("IEL_DB_URL") or sqlite_url(root / "iel.db")
         mlflow_uri = normalise_db_url(
-            mlflow or os.environ.get("IEL_MLFLOW_URI") or f"sqlite:///{root / 'mlflow.db'}"
+            mlflow or os.environ.get("IEL_MLFLOW_URI") or sqlite_url(root / "mlflow.db", for_mlflow=True)
         )
         # With a store the driver opens itself (a path, SQLite, or a database URL such as PostgreSQL) we
         # choose the artifact folder; an MLflow server chooses its own.  (Without this a database store put
@@ -43,7 +43,49 @@ class Settings:
         return cls(root, normalise_db_url(db_url), mlflow_uri, artifact_root, ray_address)
 
     def ensure_home(self) -> None:
+        """Create the home folder; create SQLite stores once, under a file lock: the results database (our
+        tables and Optuna's) and MLflow's store (atomically (see :func:`orchestrator.stores.ensure_mlflow_store`), so drivers started at the
+        same moment on a fresh home never race on MLflow's migrations; a new store beside a results database
+        that names runs of it gets a warning (the store was deleted)."""
         self.home.mkdir(parents=True, exist_ok=True)
+        from orchestrator.stores import ensure_mlflow_store, ensure_results_store, warn_lost_runs
+
+        ensure_results_store(self.db_url)
+        if ensure_mlflow_store(self.mlflow_uri, self.artifact_root):
+            warn_lost_runs(self.db_url, self.mlflow_uri)
+
+
+def sqlite_url(path: Path, *, for_mlflow: bool = False) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path``, quoted so that any character (``?``, ``#``, ``%``,
+    spaces, quotes) stays part of the path: ``sqlite:////a%3Fb/iel.db`` names the file ``/a?b/iel.db``.
+
+    ``for_mlflow``: when the path needs quoting, name the driver (``sqlite+pysqlite:``), because MLflow
+    creates the parent folder of whatever follows a literal ``sqlite:///`` without unquoting it (a stray
+    ``a%3Fb`` folder beside the home).  Paths that need no quoting keep the plain ``sqlite:///`` form.
+    """
+    from sqlalchemy.engine import URL
+
+    plain = f"sqlite:///{path}"
+    quoted = URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+    if quoted == plain or not for_mlflow:
+        return quoted
+    return URL.create("sqlite+pysqlite", database=str(path)).render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite`` URL names (unquoted), or None for another backend or an in-memory database."""
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    if not url.lower().startswith("sqlite"):
+        return None
+    try:
+        db = make_url(url).database
+    except exc.ArgumentError:
+        return None
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
 
 
 _DIRECT_STORE_SCHEMES = ("sqlite", "file", "postgresql", "postgres", "mysql", "mssql")

@@ -34,8 +34,114 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def tracked_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a trial configuration that apply to it: the ``noop`` section only on no-op trials."""
+    if config.get("kind", "train") == "noop":
+        return dict(config)
+    return {k: v for k, v in config.items() if k != "noop"}
+
+
 class TrackingUnavailable(IELError):
     pass
+
+
+def standard_tags() -> dict[str, str]:
+    """MLflow's own tags for a run started by this driver: user, source (the ``iel`` entry point) and commit."""
+    import getpass
+    import sys
+
+    from orchestrator.version import git_commit
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = "unknown"
+    tags = {
+        "mlflow.user": user,
+        "mlflow.source.name": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "iel",
+        "mlflow.source.type": "LOCAL",
+    }
+    commit = git_commit()
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def final_rows(
+    epochs: Mapping[int, Mapping[str, float]], final: Mapping[str, float | None]
+) -> list[tuple[int, str, float]]:
+    """Each final value under its own name at the last epoch's step, unless it only repeats that epoch's
+    value: a run's latest ``dice`` is its final Dice, with no ``final_dice`` copy."""
+    last = max(epochs) if epochs else 0
+    at_last = epochs.get(last, {})
+    return [
+        (last, k, float(v))
+        for k, v in final.items()
+        if v is not None and (k not in at_last or float(at_last[k]) != float(v))
+    ]
+
+
+def trial_metric_rows(
+    epochs: Mapping[int, Mapping[str, float]], final: Mapping[str, float | None]
+) -> list[tuple[int, str, float]]:
+    """A trial's MLflow metrics: every epoch's values, then :func:`final_rows`."""
+    rows = [(int(e), k, float(v)) for e, m in sorted(epochs.items()) for k, v in m.items()]
+    return rows + final_rows(epochs, final)
+
+
+def relocate_store(mlflow_uri: str, artifact_root: str | None) -> int:
+    """Point a home's SQLite MLflow store at the home's artifact folder; returns how many experiments moved.
+
+    MLflow records absolute artifact locations (``file:///old/home/mlartifacts/<study>``) in the store, so a
+    copied or moved home would read, and write, the artifacts of the original.  On open, every experiment
+    whose local location is not in ``artifact_root`` is moved to ``artifact_root/<its folder name>``, with
+    its runs' artifact URIs (one transaction, parameters bound, never pasted into SQL).  Other stores (a
+    server, PostgreSQL) keep their locations.
+    """
+    import sqlite3
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from orchestrator.settings import sqlite_file
+
+    path = sqlite_file(mlflow_uri)
+    if artifact_root is None or path is None or not path.exists():
+        return 0
+    root = Path(artifact_root).resolve()
+    conn = sqlite3.connect(path, timeout=60)
+    moved = 0
+    try:
+        with conn:
+            rows = conn.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+            for exp_id, location in rows:
+                if not location or not str(location).startswith("file:"):
+                    continue
+                folder = Path(url2pathname(urlsplit(str(location)).path))
+                if folder.parent == root:
+                    continue
+                new = (root / folder.name).as_uri()
+                conn.execute(
+                    "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new, exp_id)
+                )
+                conn.execute(
+                    "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                    "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                    (new, len(location) + 1, exp_id, len(location), location),
+                )
+                moved += 1
+    except sqlite3.Error as e:
+        raise TrackingUnavailable(
+            f"cannot point the MLflow store {path} at the home's artifacts {root} ({e}); make sure the "
+            "home is writable"
+        ) from e
+    finally:
+        conn.close()
+    return moved
+
+
+def relocate_artifacts(settings: Any) -> int:
+    """:func:`relocate_store` for a :class:`~orchestrator.settings.Settings`."""
+    return relocate_store(settings.mlflow_uri, settings.artifact_root)
 
 
 SERVER_PROBE_TIMEOUT_S = 10.0
@@ -81,6 +187,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         probe_server(tracking_uri)
+        relocate_store(tracking_uri, artifact_root)
         try:
             self.client = MlflowClient(tracking_uri)
             self.client.search_experiments(max_results=1)
@@ -115,25 +222,53 @@ class Tracker:
             self.client.set_experiment_tag(exp_id, "mlflow.note.content", description)
         return str(exp_id)
 
+    def find_runs(self, exp_id: str, tags: Mapping[str, str]) -> list[str]:
+        """The ids of the experiment's runs carrying all ``tags``, newest first (the tags are compared here,
+        never pasted into a filter string: a factor value may hold any character, ``'`` included)."""
+        from mlflow.entities import ViewType
+
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.client.search_runs(
+                [exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+            )
+            found += [r.info.run_id for r in page if all(r.data.tags.get(k) == v for k, v in tags.items())]
+            token = page.token
+            if not token:
+                return found
+
     def find_run(self, exp_id: str, tags: Mapping[str, str]) -> str | None:
-        clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        runs = self.client.search_runs([exp_id], filter_string=clauses, max_results=1)
-        return runs[0].info.run_id if runs else None
+        """The newest run carrying all ``tags`` (see :meth:`find_runs`)."""
+        runs = self.find_runs(exp_id, tags)
+        return runs[0] if runs else None
+
+    def create_run(
+        self, exp_id: str, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+    ) -> str:
+        """A new RUNNING run (nested under ``parent_run_id`` when given) with the standard MLflow tags."""
+        all_tags = {**standard_tags(), **tags}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        return str(self.client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id)
 
     def ensure_run(
         self, exp_id: str, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
     ) -> str:
-        """Find the run with these identifying tags or create it; mark it RUNNING either way."""
-        key = {k: v for k, v in tags.items() if k in ("iel.role", "iel.cell")}
+        """Find the run with these identifying tags (``iel.role``, ``iel.cell``, ``iel.submit``) or create it.
+
+        A found run keeps its status: reopening a finished run would stretch its duration over the time
+        between two submits."""
+        key = {k: v for k, v in tags.items() if k in ("iel.role", "iel.cell", "iel.submit")}
         run_id = self.find_run(exp_id, key)
-        if run_id is None:
-            all_tags = dict(tags)
-            if parent_run_id:
-                all_tags["mlflow.parentRunId"] = parent_run_id
-            run_id = self.client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
-        else:
-            self.client.update_run(run_id, status="RUNNING")
-        return run_id
+        return run_id if run_id is not None else self.create_run(exp_id, name, tags, parent_run_id)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for i in range(0, len(entries), _METRIC_BATCH):
+            self.client.log_batch(run_id, tags=entries[i : i + _METRIC_BATCH], synchronous=True)
 
     # ----------------------------------------------------------------------------------------- trials
     def start_trial(
@@ -144,23 +279,39 @@ class Tracker:
         config: Mapping[str, Any],
         tags: Mapping[str, str],
     ) -> str:
-        all_tags = {**tags, "iel.role": "trial", "mlflow.parentRunId": parent_run_id}
-        run_id = str(self.client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id)
-        from mlflow.entities import Param
-
-        params = [Param(k, v) for k, v in flatten(config).items()]
-        for i in range(0, len(params), _PARAM_BATCH):
-            self.client.log_batch(run_id, params=params[i : i + _PARAM_BATCH], synchronous=True)
+        run_id = self.create_trial(exp_id, parent_run_id, name, tags)
+        self.log_params(run_id, config)
         return run_id
 
-    def log_metrics(self, run_id: str, rows: Sequence[tuple[int, str, float]]) -> None:
-        """Log ``(step, name, value)`` rows in as few requests as MLflow allows."""
-        from mlflow.entities import Metric
+    def create_trial(self, exp_id: str, parent_run_id: str, name: str, tags: Mapping[str, str]) -> str:
+        """Create a trial's run (``iel.role=trial``, nested under ``parent_run_id``); no params yet."""
+        return self.create_run(exp_id, name, {**tags, "iel.role": "trial"}, parent_run_id)
+
+    def log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """Log a configuration as flattened params, in batches MLflow accepts."""
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in flatten(tracked_params(config)).items()]
+        for i in range(0, len(params), _PARAM_BATCH):
+            self.client.log_batch(run_id, params=params[i : i + _PARAM_BATCH], synchronous=True)
+
+    def log_metrics(
+        self, run_id: str, rows: Sequence[tuple[int, str, float]], tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Log ``(step, name, value)`` rows (and ``tags``) in as few requests as MLflow allows."""
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        metrics = [Metric(name, float(value), now, int(step)) for step, name, value in rows]
-        for i in range(0, len(metrics), _METRIC_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + _METRIC_BATCH], synchronous=True)
+        entries: list[Metric | RunTag] = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        entries += [Metric(name, float(value), now, int(step)) for step, name, value in rows]
+        for i in range(0, len(entries), _METRIC_BATCH):
+            chunk = entries[i : i + _METRIC_BATCH]
+            self.client.log_batch(
+                run_id,
+                metrics=[e for e in chunk if isinstance(e, Metric)],
+                tags=[e for e in chunk if isinstance(e, RunTag)],
+                synchronous=True,
+            )
 
     def finish(
         self,
@@ -201,12 +352,17 @@ class Tracker:
 
     def close_stale(self, exp_id: str, reason: str) -> int:
         """Set every RUNNING run of the experiment to KILLED with ``reason``; returns how many."""
+        runs = self.running_runs(exp_id)
+        for run_id in runs:
+            self.finish(run_id, "KILLED", error=reason)
+        return len(runs)
+
+    def running_runs(self, exp_id: str) -> list[str]:
+        """The ids of the experiment's RUNNING runs."""
         runs = self.client.search_runs(
             [exp_id], filter_string="attributes.status = 'RUNNING'", max_results=10000
         )
-        for run in runs:
-            self.finish(run.info.run_id, "KILLED", error=reason)
-        return len(runs)
+        return [run.info.run_id for run in runs]
 
     def run_status(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.status)

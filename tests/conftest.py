@@ -22,7 +22,7 @@ def ray_local() -> Iterator[None]:
     """A real local Ray instance shared by the session's tests (2 CPUs, no dashboard)."""
     import ray
 
-    from orchestrator.runner import init_ray
+    from orchestrator.driver import init_ray
 
     init_ray(None, num_cpus=2)
     yield

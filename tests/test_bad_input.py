@@ -26,6 +26,7 @@ def search(params: str, **extra: str) -> str:
 
 
 FACTORS = "factors: {noise.rate: [0.0, 0.3], iel.type: [none, heat]}"
+DECIDE = "decide: {metric: dice, margin: 0.01, alpha: 0.05}"
 
 CASES: list[tuple[str, str | bytes, list[str]]] = [
     # -- the file itself
@@ -179,6 +180,100 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
     ("empty_seed_list", study("seeds: []"), ["field 'seeds'", "at least one seed"]),
     ("seed_count_zero", study("seeds: 0"), ["field 'seeds'", "1..10000", "got 0"]),
     ("duplicate_seed", study("seeds: [0, 1, 0]"), ["field 'seeds[2]'", "listed twice"]),
+    # -- adaptive seeds and decide
+    (
+        "adaptive_max_below_start",
+        study(FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 5, max: 3}}", DECIDE),
+        ["field 'seeds.adaptive.max'", "below start", "max >= 5"],
+    ),
+    (
+        "adaptive_batch_zero",
+        study(
+            FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 3, max: 9, batch: 0}}", DECIDE
+        ),
+        ["field 'seeds.adaptive.batch'", ">= 1", "batch: 1"],
+    ),
+    (
+        "adaptive_unknown_key",
+        study(FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 3, maximum: 9}}", DECIDE),
+        ["field 'seeds.adaptive.maximum'", "valid keys are: start, max, batch"],
+    ),
+    (
+        "adaptive_without_baseline",
+        study(FACTORS, "seeds: {adaptive: {start: 3, max: 9}}", DECIDE),
+        ["field 'seeds.adaptive'", "no baseline", "baseline: {iel.type: none}"],
+    ),
+    (
+        "adaptive_with_search",
+        study(FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 3, max: 9}}", DECIDE, SEARCH),
+        ["field 'seeds.adaptive'", "cannot be combined with search", "fixed seed count"],
+    ),
+    (
+        "adaptive_without_decide",
+        study(FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 3, max: 9}}"),
+        ["field 'decide'", "need a decide: section", "decide: {metric: dice"],
+    ),
+    (
+        "decide_alpha_zero",
+        study(FACTORS, "decide: {metric: dice, alpha: 0}"),
+        ["field 'decide.alpha'", "(0, 0.5]"],
+    ),
+    (
+        "decide_alpha_too_large",
+        study(FACTORS, "decide: {metric: dice, alpha: 0.6}"),
+        ["field 'decide.alpha'", "(0, 0.5]", "0.05"],
+    ),
+    (
+        "decide_negative_margin",
+        study(FACTORS, "decide: {metric: dice, margin: -0.01}"),
+        ["field 'decide.margin'", ">= 0", "metric units"],
+    ),
+    (
+        "decide_unknown_metric",
+        study(FACTORS, "decide: {metric: accuracy}"),
+        ["field 'decide.metric'", "no trial records a metric 'accuracy'", "dice", "val_loss"],
+    ),
+    (
+        "decide_bounded_unbounded_metric",
+        study(FACTORS, "decide: {metric: val_loss, method: bounded}"),
+        ["field 'decide.method'", "known range", "val_loss", "method: t"],
+    ),
+    (
+        "decide_k_without_mean_last_k",
+        study(FACTORS, "decide: {metric: dice, score: last, k: 3}"),
+        ["field 'decide.k'", "mean_last_k"],
+    ),
+    (
+        "decide_unknown_score",
+        study(FACTORS, "decide: {metric: dice, score: median}"),
+        ["field 'decide.score'", "last, mean_last_k, best"],
+    ),
+    # -- limits checked at plan time (the worker would fail every trial)
+    (
+        "data_size_huge",
+        study(base="").replace("size: 32", "size: 1000000"),
+        ["field 'base.data.size'", "over the limit of 4096", "GiB of memory"],
+    ),
+    (
+        "model_depth_40",
+        study().replace("depth: 2", "depth: 40"),
+        ["field 'base.model'", "depth 40", "GiB of memory", "smaller model.width or model.depth"],
+    ),
+    (
+        "num_images_1e9_string",
+        study().replace("num_images: 16", "num_images: 1e9"),
+        ["field 'base.data.num_images'", "expected an integer", "'1e9'"],
+    ),
+    (
+        "num_images_billion",
+        study().replace("num_images: 16", "num_images: 1000000000"),
+        ["field 'base.data.num_images'", "would need", "GiB of memory", "over the limit"],
+    ),
+    (
+        "factor_model_depth_40",
+        study("factors: {model.depth: [2, 40]}"),
+        ["field 'factors.model.depth'", "in cell 'model.depth=40'", "GiB of memory"],
+    ),
     # -- search
     (
         "unknown_search_key",
@@ -266,6 +361,32 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
         study(search("iel.steps: {type: int, low: 0, high: 9}"), base="iel: {type: heat}"),
         ["field 'search.params.iel.steps.low'", "integer >= 1"],
     ),
+    # -- named arms
+    (
+        "arm_unknown_parameter",
+        study("arms: {plain: {}, heat_mild: {iel: {type: heat, dtt: 0.1}}}", "baseline: plain"),
+        ["field 'arms.heat_mild.iel.dtt'", "unknown parameter 'dtt'", "dt"],
+    ),
+    (
+        "arm_bad_name",
+        study("arms: {plain: {}, 'heat mild': {iel: {type: heat}}}"),
+        ["field 'arms.heat mild'", "invalid arm name", "A-Z a-z 0-9 _ -"],
+    ),
+    (
+        "arm_and_factor_set_one_path",
+        study("arms: {plain: {}, heat: {iel: {type: heat, steps: 5}}}", "factors: {iel.steps: [5, 10]}"),
+        ["field 'arms.heat.iel.steps'", "also a factor (factors.iel.steps)", "not both"],
+    ),
+    (
+        "baseline_unknown_arm",
+        study("arms: {plain: {}, heat: {iel: {type: heat}}}", "baseline: hot"),
+        ["field 'baseline'", "'hot' is not an arm", "plain, heat"],
+    ),
+    (
+        "section_as_factor_values",
+        study("factors: {iel: [{type: none}, {type: heat, dt: 0.1}]}"),
+        ["field 'factors.iel'", "is a section", "named arms", "arms: {plain: {}"],
+    ),
     # -- resources
     ("unknown_resources_key", study("resources: {gpu: 1}"), ["field 'resources.gpu'", "gpus"]),
     ("negative_gpus", study("resources: {gpus: -1}"), ["field 'resources.gpus'", ">= 0.0"]),
@@ -298,3 +419,55 @@ def test_bad_study_file_names_file_path_and_fix(
     assert info.value.source == str(path)
     for part in expected:
         assert part in message, f"{part!r} not in: {message}"
+
+
+def test_iel_train_refuses_an_alias_bomb_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``iel train`` reads its YAML with the study files' limits (issue 12, item 18)."""
+    from orchestrator import cli
+
+    levels = "".join(f"l{i + 1}: &l{i + 1} [{', '.join([f'*l{i}'] * 10)}]\n" for i in range(8))
+    path = tmp_path / "bomb.yaml"
+    path.write_text("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + levels, encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli.main(["train", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bomb.yaml" in err and "too large or too deeply nested" in err and "Traceback" not in err
+    assert not out.exists()
+    path.write_text("epochs: 1\n", encoding="utf-8")
+    assert cli.main(["train", str(path), "--out", str(out), "--set", "noop=" + "[[" * 40 + "]]" * 40]) == 2
+    assert "too large or too deeply nested" in capsys.readouterr().err and not out.exists()
+
+
+NEW_CLI_CASES = (
+    "adaptive_max_below_start",
+    "adaptive_batch_zero",
+    "adaptive_without_baseline",
+    "adaptive_with_search",
+    "adaptive_without_decide",
+    "decide_alpha_too_large",
+    "decide_negative_margin",
+    "decide_unknown_metric",
+    "decide_bounded_unbounded_metric",
+    "data_size_huge",
+    "model_depth_40",
+    "num_images_billion",
+)
+
+
+@pytest.mark.parametrize("name", NEW_CLI_CASES)
+def test_iel_submit_refuses_bad_seeds_decide_and_limits_and_writes_nothing(
+    tmp_path: Path, iel_home: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    from orchestrator import cli
+
+    content, expected = next((c, e) for n, c, e in CASES if n == name)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(str(content), encoding="utf-8")
+    assert cli.main(["submit", str(path), "--home", str(iel_home)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and "Traceback" not in err and len(err) < 2000
+    assert all(part in err for part in expected), err
+    assert not iel_home.exists() or not any(iel_home.iterdir())
+    assert cli.main(["submit", str(path), "--dry-run"]) == 2

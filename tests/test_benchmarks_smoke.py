@@ -84,3 +84,18 @@ def test_bench_scaling_quick_prints_efficiency() -> None:
     rows = table_rows(out, "workers nodes")
     assert [(int(r[0]), int(r[1]), int(r[2])) for r in rows] == [(1, 1, 2), (2, 2, 2)]
     assert rows[0][6] == "1.00"  # efficiency of one worker against itself
+
+
+def test_bench_adaptive_quick_prints_both_designs() -> None:
+    out = run_script("bench_adaptive.py")
+    rows = table_rows(out, "sd  effect")
+    fixed = [r for r in rows if r[2] == "fixed"]
+    adaptive = [r for r in rows if r[2] == "adaptive"]
+    assert len(fixed) == 4 and len(adaptive) == 8  # effects 0, 0.5, 1, 2 SD x (max 30, max as needed)
+    assert {r[1] for r in rows} == {"0.0sd", "0.5sd", "1.0sd", "2.0sd"}
+    assert all(r[3] == "34.0" and r[-1] == "1.00" for r in fixed)  # 80 % power at 0.5 SD: 34 seeds
+    for r in adaptive:  # shares of the four outcomes add up to 1
+        assert sum(float(x) for x in r[6:10]) == pytest.approx(1.0, abs=2e-3)
+    # a 2 SD effect is decided long before the fixed count
+    two = [r for r in adaptive if r[1] == "2.0sd"]
+    assert all(float(r[5]) < 17 and float(r[6]) > 0.95 for r in two)

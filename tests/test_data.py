@@ -18,7 +18,7 @@ PROCEDURAL = ["cells", "blobs"]
 
 
 def test_registry_names() -> None:
-    assert set(DATASET_TYPES) == {"cells", "blobs", "folder"}
+    assert set(DATASET_TYPES) == {"cells", "blobs", "folder", "nuclei"}
 
 
 @pytest.mark.parametrize("name", PROCEDURAL)

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from ielcore.errors import UnknownNameError
 from orchestrator.db import (
@@ -30,7 +31,10 @@ from orchestrator.db import (
     with_retry,
 )
 from orchestrator.db.models import Base
+from orchestrator.db.repository import alembic_config
 from tests.postgres import PostgresServer, free_port
+
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 OUR_TABLES = {
     "iel_studies",
@@ -93,7 +97,7 @@ def test_migration_creates_tables_view_and_version(db: ResultsDB, db_url: str) -
     tables, views, versions = _schema(db_url)
     assert tables >= OUR_TABLES
     assert "iel_trial_summary" in views
-    assert versions == ["0001"]
+    assert versions == [HEAD_REVISION]
     cols, rows = db.readonly_query("SELECT * FROM iel_trial_summary")
     assert cols == list(TRIAL_SUMMARY_COLUMNS) and rows == []
 
@@ -148,7 +152,7 @@ def test_coexists_with_optuna_storage(db_url: str, optuna_first: bool) -> None:
         assert [s.name for s in db.studies()] == ["s"]
     tables, views, versions = _schema(db_url)
     assert OUR_TABLES | {"studies", "trials", "alembic_version"} <= tables
-    assert versions == ["0001"] and "iel_trial_summary" in views
+    assert versions == [HEAD_REVISION] and "iel_trial_summary" in views
     storage = optuna.storages.RDBStorage(db_url)
     assert len(optuna.load_study(study_name="opt", storage=storage).trials) == 1
     storage.engine.dispose()
@@ -256,17 +260,6 @@ def test_trial_life_cycle_round_trip(db: ResultsDB) -> None:
         failed.duration_s is not None and failed.duration_s >= 0 and failed.finished_at >= failed.started_at
     )
     assert db.stale_running("s") == []
-
-    db.reset_trial(tr.id)
-    reset = db.get_trial(tr.id)
-    assert (reset.state, reset.error, reset.failure_kind, reset.attempts, reset.finished_at) == (
-        TrialState.PENDING,
-        None,
-        None,
-        1,
-        None,
-    )
-    assert db.epoch_metrics(tr.id) == []
 
     db.mark_running(tr.id, attempt=2, mlflow_run_id="r2", host="n1", device="cpu")
     db.finish_trial(tr.id, TrialState.COMPLETE, final_metrics={"dice": 0.9, "miou": 0.8}, duration_s=12.5)

@@ -8,6 +8,7 @@ nothing is left RUNNING.  The multi-node and driver-kill tests are in ``tests/te
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -26,14 +27,16 @@ from mlflow.tracking import MlflowClient
 
 from ielcore.spec import TrialConfig
 from orchestrator import cli
-from orchestrator import runner as runner_mod
-from orchestrator.db import DriverLocked, ResultsDB, TrialState
-from orchestrator.runner import StudyRunner
+from orchestrator.db import DriverLocked, FailureKind, ResultsDB, TrialState
+from orchestrator.driver import StudyRunner
+from orchestrator.driver import loop as loop_mod
+from orchestrator.driver.stores import Stores
 from orchestrator.settings import Settings
 from orchestrator.study import load_study
 from tests.studyfiles import noop_study, write_study
 from tests.test_orchestrator import assert_consistent
 from workers.pool import WorkerPool, WorkerResources
+from workers.protocol import TrialTask
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 240.0  # generous bound for every wait: the machine is shared
@@ -219,7 +222,9 @@ def test_diverged_timed_out_and_oom_trials_are_recorded_and_the_study_goes_on(
     the machine) is 'oom' with the allocator's message and the fix, retried on a fresh worker.  The
     normal trial completes.  max_concurrent 3 on a 2-CPU Ray: the worker that cannot be placed never gets
     a trial, so the study does not wait forever for it (it used to)."""
-    monkeypatch.setattr(runner_mod, "HARD_TIMEOUT_GRACE_S", 6.0)  # hard stop at 1.5 * 2 s + 6 s
+    monkeypatch.setattr(loop_mod, "HARD_TIMEOUT_GRACE_S", 6.0)  # hard stop at 1.5 * 2 s + 6 s
+    # The plan refuses models over its memory limit; this one must reach a worker to fail there for real.
+    monkeypatch.setattr("ielcore.limits.MAX_MODEL_BYTES", 2**62)
     doc = noop_study(
         "faults",
         base={"kind": "noop", "epochs": 20, "model": {"type": "unet", "width": 8, "depth": 1}, **TINY_TRAIN},
@@ -290,18 +295,11 @@ def test_worker_is_replaced_after_out_of_memory() -> None:
         cfg = TrialConfig.from_dict(
             {"epochs": 1, "model": {"type": "unet", "width": OOM_WIDTH, "depth": 1}, **TINY_TRAIN}
         )
-        task = {
-            "trial_id": 1,
-            "attempt": 1,
-            "config": cfg.to_dict(),
-            "run_id": None,
-            "tracking_uri": None,
-            "timeout_s": None,
-        }
+        task = TrialTask(trial_id=1, attempt=1, config=cfg.to_dict())
         outcome = ray.get(worker.run.remote(task), timeout=DEADLINE_S)
-        assert (outcome["state"], outcome["failure_kind"], outcome["replace_worker"]) == (
-            "FAILED",
-            "oom",
+        assert (outcome.state, outcome.failure_kind, outcome.replace_worker) == (
+            TrialState.FAILED,
+            FailureKind.OOM,
             True,
         )
         pool.discard(worker)
@@ -310,12 +308,9 @@ def test_worker_is_replaced_after_out_of_memory() -> None:
         fresh = wait_for("a replacement worker", lambda: pool.acquire() or pool.wait_started(1.0))
         after = ray.get(fresh.ping.remote())["pid"]
         assert after != before and alive(after)
-        ok = ray.get(
-            fresh.run.remote(
-                task | {"config": TrialConfig.from_dict({"kind": "noop", "epochs": 1}).to_dict()}
-            )
-        )
-        assert ok["state"] == "COMPLETE"
+        noop = TrialConfig.from_dict({"kind": "noop", "epochs": 1}).to_dict()
+        ok = ray.get(fresh.run.remote(dataclasses.replace(task, config=noop)))
+        assert ok.state == TrialState.COMPLETE
     finally:
         pool.shutdown()
 
@@ -473,14 +468,14 @@ def test_second_submit_refuses_while_a_live_driver_holds_the_study(
     # The holder is dead now: a new driver on this host takes its lock over at once (no waiting for the
     # heartbeat to go stale), so `iel submit` right after a crash resumes the study.
     runner = StudyRunner(load_study(path), settings)
-    runner._open_stores()
+    stores = Stores.open(settings, "locked", runner.owner)
     try:
         with pytest.raises(DriverLocked) as info:
-            runner.db.acquire_driver_lock("locked", "elsewhere:1")
+            stores.db.acquire_driver_lock("locked", "elsewhere:1")
         assert info.value.owner == runner.owner
     finally:
-        runner.db.release_driver_lock("locked", runner.owner)
-        runner.db.close()
+        stores.close()
+        stores.db.close()
     # A driver on another host cannot be seen from here: its lock holds until its heartbeat is stale.
     db = ResultsDB(settings.db_url)
     db.acquire_driver_lock("locked", "another-host:1")

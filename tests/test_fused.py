@@ -17,8 +17,9 @@ import torch
 
 from ielcore.errors import IELError
 from ielcore.fused import StackedModels, fusion_groups, fusion_key, train_fused
+from ielcore.result import TrialResult
 from ielcore.spec import TrialConfig
-from ielcore.train import TrialResult, load_checkpoint, train_trial
+from ielcore.train import load_checkpoint, train_trial
 
 TINY: dict[str, Any] = {
     "device": "cpu",

@@ -11,6 +11,7 @@ from skimage.measure import regionprops
 from skimage.morphology import convex_hull_image
 
 from ielcore.metrics import (
+    dice_per_class,
     dice_per_image,
     iou_per_image,
     num_components,
@@ -85,6 +86,34 @@ def test_dice_crafted_values() -> None:
     assert float(pixel_accuracy(p, t)) == pytest.approx(0.9)  # 10 of 100 pixels differ
 
 
+def test_per_class_dice_by_hand() -> None:
+    # image 0: class 1 |T|=10, |P|=10, overlap 5 -> 0.5; class 2 |T|=4, |P|=0 -> 0 (eps/(4+eps))
+    # image 1: class 1 absent from both -> 1; class 2 |T|=6, |P|=2, overlap 2 -> 4/8 = 0.5
+    t = torch.zeros((2, 10, 10), dtype=torch.long)
+    p = torch.zeros_like(t)
+    t[0, :2, :5] = 1
+    p[0, 1:3, :5] = 1
+    t[0, 5:7, 5:7] = 2
+    t[1, 4, :6] = 2
+    p[1, 4, :2] = 2
+    per = dice_per_class(p, t, 3)
+    assert per.shape == (2, 2)
+    assert per[0].tolist() == pytest.approx([0.5, 0.0], abs=1e-6)
+    assert per[1].tolist() == pytest.approx([1.0, 0.5], abs=1e-6)
+    out = segmentation_metrics(p, t, 3)
+    assert out["dice_c1"] == pytest.approx((0.5 + 1.0) / 2, abs=1e-6)
+    assert out["dice_c2"] == pytest.approx((0.0 + 0.5) / 2, abs=1e-6)
+    assert out["dice"] == pytest.approx((0.5 + 0.0 + 1.0 + 0.5) / 4, abs=1e-6)
+    assert "dice_c3" not in out and "dice_c0" not in out
+    # a collapsed class is visible: predicting only class 1 where class 2 is keeps dice_c1, zeroes dice_c2
+    collapsed = torch.where(t == 2, torch.ones_like(t), t)
+    out = segmentation_metrics(collapsed, t, 3)
+    assert out["dice_c1"] < 1.0 and out["dice_c2"] == pytest.approx(0.0, abs=1e-6)
+    # two classes: only dice_c1, equal to dice
+    two = segmentation_metrics((p > 0).long(), (t > 0).long(), 2)
+    assert [k for k in two if k.startswith("dice")] == ["dice", "dice_c1"] and two["dice"] == two["dice_c1"]
+
+
 def _random_masks(seed: int, n: int = 40) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     masks = []
@@ -140,6 +169,8 @@ def test_segmentation_metrics_against_independent_values() -> None:
     out = segmentation_metrics(pred, target, 3)
     assert list(out) == [
         "dice",
+        "dice_c1",
+        "dice_c2",
         "miou",
         "pixel_acc",
         "solidity",
@@ -154,6 +185,7 @@ def test_segmentation_metrics_against_independent_values() -> None:
     sol = np.array([regionprops(f.astype(np.uint8))[0].solidity if f.any() else 1.0 for f in fg])
     comps = np.array([sk_label(f, connectivity=2).max() for f in fg])
     assert out["dice"] == pytest.approx(_np_dice(p, t, 3).mean())
+    assert out["dice"] == pytest.approx((out["dice_c1"] + out["dice_c2"]) / 2)
     assert out["miou"] == pytest.approx(_np_iou(p, t, 3).mean())
     assert out["pixel_acc"] == pytest.approx((p == t).mean())
     assert out["solidity"] == pytest.approx(sol.mean())

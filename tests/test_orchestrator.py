@@ -6,6 +6,7 @@ same final metrics) and its Optuna trial (same state); no MLflow run or Optuna t
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import optuna
@@ -13,9 +14,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.db import ResultsDB, TrialState
-from orchestrator.runner import StudyRunner
+from orchestrator.driver import StudyRunner
 from orchestrator.settings import Settings
 from orchestrator.study import load_study
+from orchestrator.tracking import flatten
 from tests.studyfiles import noop_study, write_study
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -59,7 +61,8 @@ def assert_consistent(home: Path, study: str) -> list:  # type: ignore[type-arg]
         assert run_.data.tags["iel.trial_hash"] == t.trial_hash
         if t.state == TrialState.COMPLETE:
             for name, value in t.final_metrics.items():
-                assert run_.data.metrics[f"final_{name}"] == pytest.approx(value)
+                assert run_.data.metrics[name] == pytest.approx(value)  # the latest value is the final one
+            assert not [k for k in run_.data.metrics if k.startswith("final_")], "a final_* copy was logged"
         if t.reused_from_id is None:
             ot = optuna_trials[(t.optuna_study_name, t.optuna_trial_number)]
             assert ot.state == OPTUNA_STATE[t.state]
@@ -194,8 +197,8 @@ def test_fused_study_matches_unfused(tmp_path: Path, iel_home: Path) -> None:
     factors = {"noise.rate": [0.0, 0.4], "iel.type": ["none", "heat"]}
     fused_doc = noop_study("fused", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="auto")
     runner, outcome = run(write_study(tmp_path, fused_doc), iel_home)
-    # The queue is split over the workers as they come up: groups of 4, then smaller ones (timing-dependent).
-    assert outcome.trained == 8 and runner.progress.fused >= 4
+    # Groups come from the plan: the 8 trials share one fusion key, so two groups of FUSE_GROUP_SIZE = 4.
+    assert outcome.trained == 8 and runner.progress.fused == 8
     fused = {t.trial_hash: t for t in assert_consistent(iel_home, "fused")}
     plain_doc = noop_study("plain", base=base, factors=factors, baseline={"iel.type": "none"}, fuse="off")
     other = tmp_path / "other-home"
@@ -207,3 +210,68 @@ def test_fused_study_matches_unfused(tmp_path: Path, iel_home: Path) -> None:
         # float32 grouped convolutions sum in another order: losses agree closely, an argmax pixel may flip
         assert t.final_metrics["val_loss"] == pytest.approx(plain[h].final_metrics["val_loss"], abs=1e-4)
         assert t.final_metrics["dice"] == pytest.approx(plain[h].final_metrics["dice"], abs=0.01)
+
+
+def test_fused_results_do_not_depend_on_worker_timing(tmp_path: Path, iel_home: Path) -> None:
+    """Issue 12.5: with ``fuse: auto`` the groups come from the plan, so one worker (each group waits for it)
+    and two workers (groups start side by side) train every trial with the same partners: float32 metrics
+    are bit-identical and each trial's MLflow run names the same fused group.  (Groups used to be cut from
+    the queue by the number of workers: one group of 8 with one worker, two of 4 with two.)"""
+    base = {
+        "device": "cpu",
+        "epochs": 1,
+        "batch_size": 4,
+        "data": {"type": "cells", "num_images": 12, "size": 32},
+        "model": {"type": "unet", "width": 4, "depth": 2},
+        "noise": {"type": "block", "rate": 0.2},
+        "artifacts": {"checkpoint": False, "prediction_grid": False},
+    }
+    doc = noop_study(
+        "timing",
+        base=base,
+        factors={"iel.type": ["none", "heat"]},
+        baseline={"iel.type": "none"},
+        seeds=3,
+        fuse="auto",
+    )
+    path = write_study(tmp_path, doc)
+    seen = []
+    for k, concurrency in enumerate((1, 2)):
+        home = tmp_path / f"home-{k}"
+        runner, outcome = run(path, home, max_concurrent=concurrency)
+        assert outcome.trained == 6 and runner.progress.fused == 6  # groups of 4 and 2
+        client = MlflowClient(Settings.resolve(home=str(home)).mlflow_uri)
+        trials = assert_consistent(home, "timing")
+        groups = {t.trial_hash: client.get_run(t.mlflow_run_id).data.tags["iel.fuse_group"] for t in trials}
+        metrics = {t.trial_hash: t.final_metrics for t in trials}
+        seen.append((groups, metrics))
+    (groups_1, metrics_1), (groups_2, metrics_2) = seen
+    assert sorted(collections.Counter(groups_1.values()).values()) == [2, 4]
+    assert groups_1 == groups_2
+    assert metrics_1 == metrics_2  # exact float equality, every metric of every trial
+
+
+def test_resume_rewrites_the_mlflow_end_a_killed_driver_did_not_write(tmp_path: Path, iel_home: Path) -> None:
+    """MLflow writes are applied in the background: a driver killed before its writer applied a run's end
+    leaves a trial COMPLETE in the results database and its MLflow run RUNNING, without params or metrics.
+    The next submit rewrites that end from the database (status, params, epoch and final metrics)."""
+    path = write_study(tmp_path, noop_study("repair"))
+    run(path, iel_home)
+    settings = Settings.resolve(home=str(iel_home))
+    db = ResultsDB(settings.db_url)
+    client = MlflowClient(settings.mlflow_uri)
+    trial = db.trials("repair")[0]
+    old = client.get_run(trial.mlflow_run_id)
+    tags = {k: v for k, v in old.data.tags.items() if k.startswith("iel.") or k == "mlflow.parentRunId"}
+    lost = client.create_run(old.info.experiment_id, tags=tags).info.run_id  # created, end never written
+    db.set_references(trial.id, mlflow_run_id=lost)
+    _, outcome = run(path, iel_home)
+    assert (outcome.kept, outcome.trained) == (8, 0)
+    repaired = client.get_run(lost)
+    assert repaired.info.status == "FINISHED" and "iel.error" not in repaired.data.tags
+    assert repaired.data.params == flatten(trial.config)
+    assert {k: repaired.data.metrics[k] for k in trial.final_metrics} == trial.final_metrics
+    history = [(m.step, m.value) for m in client.get_metric_history(lost, "dice")]
+    assert sorted(history) == [(int(e), v) for e, n, v in db.epoch_metrics(trial.id) if n == "dice"]
+    assert_consistent(iel_home, "repair")
+    db.close()

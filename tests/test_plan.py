@@ -11,7 +11,14 @@ import pytest
 
 from ielcore.errors import SpecError
 from ielcore.spec import TrialConfig, apply_overrides, config_hash
-from orchestrator.plan import Cell, build_plan, cell_key, cell_search_params, search_trial_config
+from orchestrator.plan import (
+    Cell,
+    build_plan,
+    cell_key,
+    cell_search_params,
+    search_trial_config,
+    trials_for_seeds,
+)
 from orchestrator.study import parse_study
 
 BASE = {
@@ -177,21 +184,35 @@ def test_folder_dataset_root_is_checked_without_loading(tmp_path: Path) -> None:
     assert info.value.path == "factors.data.root"
 
 
-def test_building_a_plan_builds_no_model_or_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_building_a_plan_builds_only_a_probe_dataset_and_a_meta_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plan runs the builders' checks on a one-image, at most 64x64 dataset and a model on the meta device."""
+    import torch
+
     from ielcore.data import DATASET_TYPES
     from ielcore.models import MODEL_TYPES
 
-    def forbid(fn: Any) -> Any:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            raise AssertionError(f"{fn.__qualname__} called while planning")
+    data_calls: list[dict[str, Any]] = []
+    model_devices: list[str] = []
+    make_cells, unet_init = DATASET_TYPES["cells"], MODEL_TYPES["unet"].__init__
 
-        return wrapper
+    @functools.wraps(make_cells)
+    def cells(**kwargs: Any) -> Any:
+        data_calls.append(kwargs)
+        return make_cells(**kwargs)
 
-    monkeypatch.setitem(DATASET_TYPES, "cells", forbid(DATASET_TYPES["cells"]))
-    monkeypatch.setattr(MODEL_TYPES["unet"], "__init__", forbid(MODEL_TYPES["unet"].__init__))
+    @functools.wraps(unet_init)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        model_devices.append(str(torch.empty(0).device))
+        unet_init(self, *args, **kwargs)
+
+    monkeypatch.setitem(DATASET_TYPES, "cells", cells)
+    monkeypatch.setattr(MODEL_TYPES["unet"], "__init__", init)
     plan = build_plan(study(factors={"noise.rate": [0.0, 0.3], "model.width": [4, 8]}, seeds=2))
     assert len(plan.trials) == 8
+    assert data_calls and all(c["num_images"] == 1 and c["size"] <= 64 for c in data_calls)
+    assert model_devices == ["meta", "meta"]  # once per distinct data and model setting
 
 
 SEARCH = {
@@ -284,3 +305,114 @@ def test_cell_is_frozen() -> None:
     assert isinstance(cell, Cell)
     with pytest.raises(AttributeError):
         cell.key = "x"  # type: ignore[misc]
+
+
+# -- adaptive seeds ----------------------------------------------------------------------------------------
+
+ADAPTIVE = {
+    "factors": {"iel.type": ["none", "heat"]},
+    "baseline": {"iel.type": "none"},
+    "seeds": {"adaptive": {"start": 3, "max": 8, "batch": 2}},
+    "decide": {"metric": "dice", "score": "best", "margin": 0.01, "alpha": 0.05, "method": "bounded"},
+}
+
+
+def test_adaptive_plan_has_the_start_seeds_and_adds_seeds_with_the_same_identity() -> None:
+    plan = build_plan(study(**ADAPTIVE))
+    assert [(t.cell_key, t.seed) for t in plan.trials] == [(k, s) for k in keys(plan) for s in (0, 1, 2)]
+    assert plan.n_trials() == 6
+    heat = "iel.type=heat"
+    assert plan.study.adaptive is not None
+    more = plan.trials_for_seeds(heat, plan.study.adaptive.next_seeds(3))
+    assert [t.seed for t in more] == [3, 4] and all(
+        t.cell_key == heat and t.config.seed == t.seed for t in more
+    )
+    # a seed added later is the trial a fixed design with that seed would have planned
+    fixed = build_plan(study(**{**ADAPTIVE, "seeds": 5, "decide": None}))
+    expected = {(t.cell_key, t.seed): t for t in fixed.trials}
+    for t in (*plan.trials, *more):
+        assert t == expected[(t.cell_key, t.seed)]
+        assert t.trial_hash == t.config.hash
+    assert trials_for_seeds(plan.cell(heat), []) == ()
+    with pytest.raises(ValueError, match="seed"):
+        trials_for_seeds(plan.cell(heat), [-1])
+    with pytest.raises(KeyError, match="no cell"):
+        plan.trials_for_seeds("iel.type=tv", [3])
+
+
+def test_describe_shows_the_adaptive_design_and_decide_settings() -> None:
+    text = build_plan(study(**ADAPTIVE)).describe()
+    for part in [
+        "seeds: adaptive: every cell starts with 3 (0..2); an undecided comparison gets 2 more at a time, up to 8",
+        "decide: maximize dice (trial score: best epoch); method bounded, alpha 0.05 (family-wise), "
+        "equivalence margin 0.01",
+        "total trials: 6 to start, at most 16 (2 cells x 8 seeds)",
+    ]:
+        assert part in text, part
+    fixed = build_plan(
+        study(**{**ADAPTIVE, "seeds": 2, "decide": {"metric": "val_loss", "score": "mean_last_k"}})
+    )
+    assert "decide: minimize val_loss (trial score: mean of the last 5 epochs); method t" in fixed.describe()
+
+
+def test_adaptive_max_counts_toward_the_trial_limit() -> None:
+    factors = {"iel.type": ["none", "heat"], "noise.rate": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}
+    with pytest.raises(SpecError, match="12 cells x 10000 seeds") as info:
+        build_plan(
+            study(**{**ADAPTIVE, "factors": factors, "seeds": {"adaptive": {"start": 3, "max": 10_000}}})
+        )
+    assert info.value.path == "seeds.adaptive.max"
+
+
+# -- a folder dataset's files are part of a trial's identity -------------------------------------------------
+
+
+def _folder(root: Path, values: tuple[int, ...] = (0, 1)) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, v in enumerate(values):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, dtype=np.uint8)).save(root / "images" / f"c{i}.png")
+        Image.fromarray(np.full((16, 16), v, dtype=np.uint8)).save(root / "masks" / f"c{i}.png")
+    return root
+
+
+def test_a_folder_datasets_files_are_part_of_the_trial_hash(tmp_path: Path) -> None:
+    from ielcore.data.folder import folder_fingerprint
+
+    root = _folder(tmp_path / "a")
+    base = {**BASE, "data": {"type": "folder", "root": str(root), "num_classes": 2}}
+    first = build_plan(study(base=base))
+    fingerprint = first.cells[0].config["data"]["fingerprint"]
+    assert fingerprint == folder_fingerprint(str(root)) and len(fingerprint) == 64
+    assert first.trials[0].config.data["fingerprint"] == fingerprint
+    assert build_plan(study(base=base)).trials == first.trials  # same files: same trials
+
+    # edited in place: one mask changes, same root string, same size
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.ones((16, 16), dtype=np.uint8)).save(root / "masks" / "c0.png")
+    edited = build_plan(study(base=base))
+    assert edited.trials[0].trial_hash != first.trials[0].trial_hash
+    # another folder with the same root string (moved away, another one put there)
+    root.rename(tmp_path / "a_old")
+    _folder(root, values=(1, 0))
+    other = build_plan(study(base=base))
+    assert len({t.trial_hash for t in (first.trials[0], edited.trials[0], other.trials[0])}) == 3
+    # renaming a file changes the identity too; a file the loader ignores does not
+    (root / "images" / "notes.txt").write_text("ignored")
+    assert build_plan(study(base=base)).trials[0].trial_hash == other.trials[0].trial_hash
+    for sub in ("images", "masks"):
+        (root / sub / "c1.png").rename(root / sub / "c9.png")
+    assert build_plan(study(base=base)).trials[0].trial_hash != other.trials[0].trial_hash
+
+
+def test_a_given_fingerprint_must_match_the_files(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "a")
+    base = {**BASE, "data": {"type": "folder", "root": str(root), "num_classes": 2, "fingerprint": "0" * 64}}
+    with pytest.raises(SpecError, match="do not match the given fingerprint") as info:
+        build_plan(study(base=base))
+    assert info.value.path == "base.data.fingerprint"

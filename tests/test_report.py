@@ -17,7 +17,7 @@ from scipy import stats as sps
 from orchestrator.cli import main
 from orchestrator.db import ResultsDB, TrialState
 from orchestrator.report import build_report
-from orchestrator.runner import StudyRunner
+from orchestrator.driver import StudyRunner
 from orchestrator.settings import Settings
 from orchestrator.stats import bootstrap_interval, holm
 from orchestrator.study import load_study
@@ -111,6 +111,7 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
         assert s.std == pytest.approx(x.std(ddof=1), rel=1e-12, abs=1e-15)
         if x.std() > 0:
             lo, hi = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            lo, hi = max(lo, 0.0), min(hi, 1.0)  # clipped to the metric's range (all of these are in [0, 1])
             assert (s.ci_low, s.ci_high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
         else:
             assert s.ci_low == s.ci_high == pytest.approx(x.mean())
@@ -140,13 +141,12 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
             assert c.p_t == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-9)
             assert c.effect_size == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-9)
         assert c.p_wilcoxon == pytest.approx(sps.wilcoxon(a, b).pvalue, rel=1e-9)
-    # Holm over all comparisons of the report, separately for both tests.
-    assert [c.p_t_holm for c in report.comparisons] == pytest.approx(
-        holm([c.p_t for c in report.comparisons])
-    )
-    assert [c.p_wilcoxon_holm for c in report.comparisons] == pytest.approx(
-        holm([c.p_wilcoxon for c in report.comparisons])
-    )
+    # Holm within each metric's comparisons (never across metrics), separately for both tests.
+    for metric in METRICS:
+        family = [c for c in report.comparisons if c.metric == metric]
+        assert len(family) == 4
+        assert [c.p_t_holm for c in family] == pytest.approx(holm([c.p_t for c in family]))
+        assert [c.p_wilcoxon_holm for c in family] == pytest.approx(holm([c.p_wilcoxon for c in family]))
 
     # The Markdown report: one table per metric, a star for every best mark.
     md = report.path.read_text()
@@ -156,7 +156,13 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
     assert md.count("★** |") == sum(s.best for s in report.stats)
     names = sorted(p.name for p in report.figures)
     assert names == sorted(
-        ["metrics_vs_noise_rate.png", "metrics_vs_iel_steps.png", "heatmap.png", "training_curves.png"]
+        [
+            "cell_results.png",
+            "metrics_vs_noise_rate.png",
+            "metrics_vs_iel_steps.png",
+            "heatmap.png",
+            "training_curves.png",
+        ]
     )
     for p in report.figures:
         assert_png(p)
@@ -187,7 +193,7 @@ def test_report_numbers_match_scipy_and_are_logged(grid_study: Settings, tmp_pat
     assert run.data.tags["iel.role"] == "study"
     logged = {f.path for f in client.list_artifacts(report.mlflow_run_id, "report")}
     assert {"report/report.md", "report/report.json", "report/figures", "report/predictions"} <= logged
-    assert len(client.list_artifacts(report.mlflow_run_id, "report/figures")) == 4
+    assert len(client.list_artifacts(report.mlflow_run_id, "report/figures")) == 5
     assert len(client.list_artifacts(report.mlflow_run_id, "report/predictions")) == 3
 
 

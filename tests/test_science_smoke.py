@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from orchestrator.report import build_report
-from orchestrator.runner import StudyRunner
+from orchestrator.driver import StudyRunner
 from orchestrator.settings import Settings
 from orchestrator.study import parse_study
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from ielcore.errors import SpecError
 from orchestrator.plan import Plan, build_plan
-from orchestrator.study import parse_study
+from orchestrator.study import apply_overrides, parse_study
+from orchestrator.study_version import ChangeKind, canonical_spec, check_resubmit
 
 BASE = {
     "data": {"type": "cells", "num_images": 16, "size": 32},
@@ -54,7 +56,17 @@ SEARCHED = {
     },
 }
 
-KEYS = st.sampled_from(["iel.stepz", "noise.rate", "iel", "seed", "model.width", "type", "low", "x.y.z", ""])
+ARMED = {
+    **{k: v for k, v in GRID.items() if k not in ("zip", "factors", "exclude", "baseline")},
+    "arms": {"plain": {"iel": {"type": "none"}}, "heat": {"iel": {"type": "heat", "dt": 0.1, "steps": 5}}},
+    "factors": {"noise.rate": [0.0, 0.3], "iel.max_gain": [100.0, 1000.0]},
+    "exclude": [{"arm": "heat", "noise.rate": 0.0}],
+    "baseline": "plain",
+}
+
+KEYS = st.sampled_from(
+    ["arm", "iel.stepz", "noise.rate", "iel", "seed", "model.width", "type", "low", "x.y.z", ""]
+)
 SCALARS = (
     st.none()
     | st.booleans()
@@ -122,7 +134,7 @@ def mutate(doc: Any, data: st.DataObject) -> Any:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_study_gives_a_plan_or_a_spec_error(data: st.DataObject) -> None:
-    doc: Any = copy.deepcopy(data.draw(st.sampled_from([GRID, SEARCHED]), label="start"))
+    doc: Any = copy.deepcopy(data.draw(st.sampled_from([GRID, SEARCHED, ARMED]), label="start"))
     for _ in range(data.draw(st.integers(1, 4), label="mutations")):
         doc = mutate(doc, data)
     try:
@@ -134,6 +146,16 @@ def test_mutated_study_gives_a_plan_or_a_spec_error(data: st.DataObject) -> None
     assert len({c.key for c in plan.cells}) == len(plan.cells)
     assert len({t.trial_hash for t in plan.trials}) == len(plan.trials)
     assert plan.n_trials() >= len(plan.cells) and plan.describe()
+    # The stored version of a valid study compares equal to itself, as stored (sorted JSON) and as the
+    # raw document (what spec_json held before the canonical form).
+    canonical = canonical_spec(plan.study)
+    stored = json.loads(json.dumps(canonical, sort_keys=True))
+    assert check_resubmit(stored, canonical).kind is ChangeKind.IDENTICAL
+    assert check_resubmit(doc, canonical).kind is ChangeKind.IDENTICAL
+    # Setting every top-level key to its own value with --set (JSON is YAML flow) changes nothing.
+    sets = [f"{k}={json.dumps(v)}" for k, v in doc.items()]
+    again = parse_study(apply_overrides(doc, sets), overrides=sets)
+    assert check_resubmit(canonical, canonical_spec(again)).changes[0].path == "overrides"
 
 
 def test_unmutated_documents_are_valid() -> None:
@@ -141,3 +163,11 @@ def test_unmutated_documents_are_valid() -> None:
     # 16 combinations - 4 excluded (none x 0.0) - 2 collapsed (iel.steps dropped for none)
     assert (len(grid.cells), len(grid.trials)) == (10, 20)
     assert (len(searched.cells), searched.trials, searched.n_trials()) == (5, (), 20)
+    # 2 arms x 2 rates x 2 gains - 2 excluded (heat x 0.0) - 2 collapsed (max_gain dropped for none)
+    armed = build_plan(parse_study(ARMED))
+    assert [c.key for c in armed.cells] == [
+        "arm=plain,noise.rate=0.0",
+        "arm=plain,noise.rate=0.3",
+        "arm=heat,noise.rate=0.3,iel.max_gain=100.0",
+        "arm=heat,noise.rate=0.3,iel.max_gain=1000.0",
+    ]

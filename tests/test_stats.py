@@ -128,3 +128,156 @@ def test_rows_pair_each_arm_with_the_baseline_of_its_row() -> None:
     # Without arm factors every cell is in one row and compared with nothing.
     flat = assign_rows(cells, [], order)
     assert {r for r, _, _ in flat.values()} == {"all"} and all(b is None for _, _, b in flat.values())
+
+
+# ----------------------------------------------------------------------- one statistics path (issue 11)
+# A study written straight into a real SQLite results database: two noise rates x {none, heat} x 4 seeds,
+# known final values.  The heat cell at noise 0.4 lacks dice on seed 3 (a missing metric); val_loss is
+# recorded everywhere.  The second row's best dice is NOT the table's highest, and val_loss is minimised.
+DICE = {
+    ("0.0", "none"): [0.80, 0.82, 0.81, 0.83],
+    ("0.0", "heat"): [0.84, 0.85, 0.83, 0.86],  # the table's highest dice
+    ("0.4", "none"): [0.60, 0.61, 0.59, 0.62],
+    ("0.4", "heat"): [0.66, 0.64, 0.65, None],
+}
+LOSS = {
+    ("0.0", "none"): [0.30, 0.31, 0.29, 0.30],
+    ("0.0", "heat"): [0.25, 0.26, 0.27, 0.24],
+    ("0.4", "none"): [0.50, 0.52, 0.49, 0.51],
+    ("0.4", "heat"): [0.55, 0.54, 0.56, 0.57],
+}
+
+
+@pytest.fixture
+def filled_db(tmp_path):  # type: ignore[no-untyped-def]
+    from orchestrator.db import ResultsDB, TrialState
+
+    url = f"sqlite:///{tmp_path}/iel.db"
+    db = ResultsDB(url)
+    sid = db.ensure_study("agree", "", {"baseline": {"iel.type": "none"}, "seeds": 4})
+    for (rate, arm), dice in DICE.items():
+        key = f"noise.rate={rate},iel.type={arm}"
+        cid = db.ensure_cell(sid, key, {"noise.rate": float(rate), "iel.type": arm}, arm == "none", None)
+        for seed, (d, loss) in enumerate(zip(dice, LOSS[(rate, arm)])):
+            h = f"{key}-{seed}".encode().hex()[-64:]
+            tr = db.ensure_trial(sid, cid, seed, h, {"k": key}, None, "v")
+            db.mark_running(tr.id, attempt=1, mlflow_run_id=None, host="h", device="cpu")
+            final = {"val_loss": loss, **({"dice": d} if d is not None else {})}
+            db.finish_trial(tr.id, TrialState.COMPLETE, final_metrics=final, duration_s=1.0)
+    yield db, tmp_path
+    db.close()
+
+
+def test_results_and_report_give_the_same_numbers(filled_db, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from orchestrator.cli import main
+    from orchestrator.report.tables import compare, load_study_data, summarise
+    from orchestrator.results import results_rows
+
+    db, tmp = filled_db
+    rows = {r["cell"]: r for r in results_rows(db, "agree", metric="dice", baseline={"iel.type": "none"})}
+    data = load_study_data(db, "agree")
+    stats = {s.cell: s for s in summarise(data) if s.metric == "dice"}
+    comps = {c.cell: c for c in compare(data) if c.metric == "dice"}
+    assert set(rows) == set(stats) and len(rows) == 4
+    for key, s in stats.items():
+        r = rows[key]
+        assert (r["n"], r["mean"], r["std"], r["ci_low"], r["ci_high"], r["best"]) == (
+            s.n,
+            s.mean,
+            s.std,
+            s.ci_low,
+            s.ci_high,
+            s.best,
+        )
+    for key, c in comps.items():
+        r = rows[key]
+        assert (r["diff"], r["diff_ci_low"], r["diff_ci_high"], r["p_t"], r["p_holm"]) == (
+            c.mean_diff,
+            c.ci_low,
+            c.ci_high,
+            c.p_t,
+            c.p_t_holm,
+        )
+    # the missing dice is missing: 3 values, their mean, and 3 pairs (seed 3 unpaired)
+    heat4 = rows["noise.rate=0.4,iel.type=heat"]
+    assert heat4["n"] == 3 and heat4["mean"] == pytest.approx(np.mean([0.66, 0.64, 0.65]))
+    d = np.subtract([0.66, 0.64, 0.65], [0.60, 0.61, 0.59])
+    assert heat4["diff"] == pytest.approx(d.mean()) and heat4["p_t"] == pytest.approx(
+        sps.ttest_1samp(d, 0.0).pvalue
+    )
+    # best arm per row, not the table's single highest: heat wins both rows for dice
+    assert [k for k, r in rows.items() if r["best"]] == [
+        "noise.rate=0.0,iel.type=heat",
+        "noise.rate=0.4,iel.type=heat",
+    ]
+    # Holm within the metric's two comparisons only (the report's val_loss comparisons are not in it)
+    p = [rows[k]["p_t"] for k in ("noise.rate=0.0,iel.type=heat", "noise.rate=0.4,iel.type=heat")]
+    assert [rows[k]["p_holm"] for k in ("noise.rate=0.0,iel.type=heat", "noise.rate=0.4,iel.type=heat")] == (
+        pytest.approx(holm(p))
+    )
+    # val_loss: lower is better, per row
+    loss_rows = results_rows(db, "agree", metric="val_loss", baseline={"iel.type": "none"})
+    assert {r["cell"] for r in loss_rows if r["best"]} == {
+        "noise.rate=0.0,iel.type=heat",
+        "noise.rate=0.4,iel.type=none",
+    }
+    # intervals stay in the metric's range: dice <= 1
+    assert all(r["ci_high"] <= 1.0 for r in rows.values())
+    # `iel report` writes the same numbers to report.json
+    out = tmp / "report"
+    assert (
+        main(["report", "agree", "--home", str(tmp), "--db", db.url, "--out", str(out), "--no-mlflow"]) == 0
+    )
+    doc = json.loads((out / "report.json").read_text())
+    for s in (s for s in doc["summaries"] if s["metric"] == "dice"):
+        r = rows[s["cell"]]
+        assert [s[k] for k in ("n", "mean", "std", "ci_low", "ci_high", "best")] == [
+            r[k] for k in ("n", "mean", "std", "ci_low", "ci_high", "best")
+        ]
+    dice_cmp = [c for c in doc["comparisons"] if c["metric"] == "dice"]
+    assert len(dice_cmp) == 2
+    for c in dice_cmp:
+        r = rows[c["cell"]]
+        assert [c["mean_diff"], c["ci_low"], c["ci_high"], c["p_t"], c["p_t_holm"]] == [
+            r["diff"],
+            r["diff_ci_low"],
+            r["diff_ci_high"],
+            r["p_t"],
+            r["p_holm"],
+        ]
+    capsys.readouterr()
+    # the CLI prints the same rows as JSON
+    assert main(["results", "agree", "--home", str(tmp), "--db", db.url, "--format", "json"]) == 0
+    printed = {r["cell"]: r for r in json.loads(capsys.readouterr().out)}
+    for key, r in rows.items():
+        assert printed[key]["mean"] == pytest.approx(r["mean"], rel=1e-15)
+        assert printed[key].get("p_holm") == (pytest.approx(r["p_holm"]) if r.get("p_holm") else None)
+
+
+def test_one_path_clips_and_decides() -> None:
+    from orchestrator.stats.cells import CellInput, compare_cells, decide_cells, summarise_cells
+
+    # a cell at the top of the range: its t interval would pass 1.0
+    cells = [
+        CellInput(
+            "base", "all", "none", True, None, tuple((s, {"dice": v}) for s, v in enumerate([0.9, 0.91, 0.9]))
+        ),
+        CellInput(
+            "arm",
+            "all",
+            "heat",
+            False,
+            "base",
+            tuple((s, {"dice": v}) for s, v in enumerate([0.99, 1.0, 0.93])),
+        ),
+    ]
+    (_, arm) = summarise_cells(cells, ["dice"])
+    assert arm.ci_high == 1.0 and arm.ci_low is not None and arm.ci_low < arm.mean
+    (c,) = compare_cells(cells, ["dice"])
+    assert c.ci_low is not None and c.ci_high is not None and -1.0 <= c.ci_low <= c.ci_high <= 1.0
+    assert compare_cells(cells, ["dice"], searched=True) == []
+    (d,) = decide_cells(cells, metric="dice", margin=0.01, alpha=0.05, method="t")
+    assert (d.cell, d.baseline_cell, d.decision.n, d.decision.alpha) == ("arm", "base", 3, 0.05)
+    assert d.decision.decision.value == "undecided"  # three pairs never decide at alpha 0.05 (t needs n >= 5)

@@ -10,17 +10,21 @@ from typing import Any
 import pytest
 
 from ielcore.errors import SpecError
+from ielcore.yamlio import load_yaml_file, parse_yaml_text
 from orchestrator.study import (
     METRICS,
+    AdaptiveSeeds,
+    DecideSpec,
+    Method,
     Objective,
     Resources,
+    Score,
     SearchParam,
     check_plain,
     load_study,
     parse_study,
     same_value,
 )
-from orchestrator.yamlio import load_yaml_file, parse_yaml_text
 
 BASE = {
     "data": {"type": "cells", "num_images": 16, "size": 32},
@@ -269,3 +273,113 @@ def test_yaml_values_stay_json_compatible(tmp_path: Path) -> None:
     for tag in ("!!set {a}", "!!omap [a: 1]", "!!python/name:os.system", "!custom 1"):
         with pytest.raises(SpecError, match="not allowed"):
             parse_yaml_text(f"x: {tag}\n")
+
+
+# -- adaptive seeds and decide ----------------------------------------------------------------------------
+
+ARMS = {"factors": {"iel.type": ["none", "heat"]}, "baseline": {"iel.type": "none"}}
+
+
+def test_adaptive_seeds_and_decide_parse_into_frozen_dataclasses() -> None:
+    s = parse_study(
+        doc(
+            **ARMS,
+            seeds={"adaptive": {"start": 3, "max": 30, "batch": 2}},
+            decide={"metric": "val_loss", "score": "mean_last_k", "k": 4, "margin": 0.02, "alpha": 0.1},
+        )
+    )
+    assert s.adaptive == AdaptiveSeeds(start=3, max=30, batch=2)
+    assert s.seeds == (0, 1, 2) and s.adaptive.initial_seeds == (0, 1, 2)
+    assert (
+        s.adaptive.next_seeds(3) == (3, 4)
+        and s.adaptive.next_seeds(29) == (29,)
+        and s.adaptive.next_seeds(30) == ()
+    )
+    assert s.decide == DecideSpec(
+        metric="val_loss", score=Score.MEAN_LAST_K, k=4, margin=0.02, alpha=0.1, method=Method.T
+    )
+    assert s.decide.direction == "minimize" and s.decide.info.bounded is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.decide.alpha = 0.5  # type: ignore[misc]
+
+
+def test_decide_defaults_and_fixed_seeds() -> None:
+    s = parse_study(doc(**ARMS, seeds=[4, 7], decide={"metric": "dice_c2", "method": "bounded"}))
+    assert s.seeds == (4, 7) and s.adaptive is None
+    assert s.decide == DecideSpec(
+        metric="dice_c2", score=Score.LAST, k=5, margin=0.0, alpha=0.05, method=Method.BOUNDED
+    )
+    assert s.decide.direction == "maximize" and s.decide.info.bounded
+    assert parse_study(doc(seeds=4)).seeds == (0, 1, 2, 3) and parse_study(doc()).decide is None
+    # batch defaults to 1; alpha 0.5 is the top of its range
+    s = parse_study(
+        doc(**ARMS, seeds={"adaptive": {"start": 2, "max": 2}}, decide={"metric": "dice", "alpha": 0.5})
+    )
+    assert s.adaptive == AdaptiveSeeds(2, 2, 1) and s.decide is not None and s.decide.alpha == 0.5
+
+
+def test_adaptive_start_needs_two_seeds() -> None:
+    with pytest.raises(SpecError, match="2..10000") as info:
+        parse_study(doc(**ARMS, seeds={"adaptive": {"start": 1, "max": 9}}, decide={"metric": "dice"}))
+    assert info.value.path == "seeds.adaptive.start"
+
+
+def test_objective_directions_come_from_the_metric_registry() -> None:
+    from ielcore.metric_info import METRIC_INFO
+
+    assert {name: info.direction for name, info in METRIC_INFO.items()} == METRICS
+    s = parse_study(
+        doc(
+            search={
+                "n_trials": 2,
+                "objectives": ["dice_c1", "components"],
+                "pruner": "none",
+                "params": {"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.01}},
+            }
+        )
+    )
+    assert s.search is not None
+    assert [(o.metric, o.direction) for o in s.search.objectives] == [
+        ("dice_c1", "maximize"),
+        ("components", "minimize"),
+    ]
+
+
+# -- YAML limits, shared with `iel train` --------------------------------------------------------------------
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(8)
+)
+
+
+def test_an_alias_bomb_is_refused_by_the_one_yaml_loader(tmp_path: Path) -> None:
+    """Nine levels of ten aliases: 10**9 values once expanded, under 1 kB on disk (issue 12, item 18)."""
+    from ielcore.spec import load_config_file
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB + "epochs: 2\n", encoding="utf-8")
+    assert path.stat().st_size < 1000
+    for load in (load_yaml_file, load_config_file):
+        with pytest.raises(SpecError, match="too large or too deeply nested") as info:
+            load(path)
+        assert info.value.source == str(path) and "aliases" in str(info.value)
+    # a few aliases are fine
+    path.write_text("base: &b {epochs: 2}\nother: *b\n", encoding="utf-8")
+    assert load_config_file(str(path)) == {"base": {"epochs": 2}, "other": {"epochs": 2}}
+
+
+def test_a_trial_configuration_file_has_the_study_files_limits(tmp_path: Path) -> None:
+    from ielcore.spec import load_config_file
+
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"epochs: 2\n# " + b"x" * 2_000_000 + b"\n")
+    with pytest.raises(SpecError, match="limit of 1,000,000 bytes for a trial configuration"):
+        load_config_file(str(path))
+    path.write_text("epochs: 2\nepochs: 3\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="duplicate key 'epochs'"):
+        load_config_file(str(path))
+    path.write_text("kind: !!python/object/apply:os.system [echo hi]\n", encoding="utf-8")
+    with pytest.raises(SpecError, match="not allowed"):
+        load_config_file(str(path))

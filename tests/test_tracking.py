@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import Tracker, flatten
+from orchestrator.driver.tracking_writer import TrackingWriter
+from orchestrator.tracking import Tracker, TrackingUnavailable, flatten
 
 
 def _tracker(tmp_path: Path) -> Tracker:
@@ -52,3 +54,52 @@ def test_close_stale_ends_every_running_run(tmp_path: Path) -> None:
     assert tracker.close_stale(exp, "driver gone") == 3  # two trials and the cell run
     assert {tracker.run_status(i) for i in ids} == {"FINISHED", "KILLED"}
     assert tracker.run_status(ids[1]) == "KILLED" and tracker.run_status(parent) == "KILLED"
+
+
+def test_background_writer_applies_writes_in_order_and_flushes_on_close(tmp_path: Path) -> None:
+    """The driver's MLflow writes go through one background thread: every write lands, in order (a run's
+    metrics before its end, epochs merged into one history), and close() drains what is still queued."""
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    writer = TrackingWriter(tracker)
+    ids = [tracker.create_trial(exp, parent, f"t{i}", {"iel.seed": str(i)}) for i in range(20)]
+    for i, run_id in enumerate(ids):
+        writer.log_params(run_id, {"lr": i})
+        for epoch in (1, 2, 3):
+            writer.log_metrics(run_id, [(epoch, "dice", i + epoch / 10)])
+        writer.finish(
+            run_id,
+            "FINISHED" if i % 2 else "FAILED",
+            error=None if i % 2 else f"e{i}",
+            metrics=[(3, "final_dice", i)],
+        )
+    writer.close()  # drains the queue: nothing is left RUNNING
+    client = MlflowClient(tracker.tracking_uri)
+    for i, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        assert run.info.status == ("FINISHED" if i % 2 else "FAILED")
+        assert run.data.params == {"lr": str(i)} and run.data.metrics["final_dice"] == i
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "dice"))
+        assert history == [(e, i + e / 10) for e in (1, 2, 3)]
+        assert (run.data.tags.get("iel.error"), run.data.tags["iel.seed"]) == (
+            None if i % 2 else f"e{i}",
+            str(i),
+        )
+    assert writer.error is None
+
+
+def test_background_writer_reports_a_failed_write_at_close(tmp_path: Path) -> None:
+    """A write that fails (here: a run that does not exist) does not stop the others; close() raises a
+    TrackingUnavailable naming it, and the runs it could not end are left for close_stale to repair."""
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    good = tracker.create_trial(exp, parent, "good", {})
+    writer = TrackingWriter(tracker)
+    writer.finish("0" * 32, "FINISHED")
+    writer.finish(good, "FINISHED")
+    with pytest.raises(TrackingUnavailable, match="some MLflow writes failed"):
+        writer.close()
+    assert tracker.run_status(good) == "FINISHED"
+    assert tracker.close_stale(exp, "driver gone") == 1  # the cell run, still RUNNING

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ QUICK = {
     "epochs": 2,
     "batch_size": 4,
 }
-REGISTRIES = {
+REGISTRIES: dict[str, Mapping[str, Any]] = {
     "data": DATASET_TYPES,
     "noise": NOISE_TYPES,
     "model": MODEL_TYPES,
@@ -179,7 +180,7 @@ def test_hash_ignores_key_order_and_int_float_spelling() -> None:
     assert a == b and a.hash == b.hash and len(a.hash) == 64 and int(a.hash, 16) >= 0
 
 
-CHANGES = [
+CHANGES: list[dict[str, Any]] = [
     {"seed": 1},
     {"epochs": 3},
     {"batch_size": 2},
@@ -198,7 +199,6 @@ CHANGES = [
     {"schedule.type": "cosine"},
     {"label_smoothing.steps": 1},
     {"loss.type": "ce_dice"},
-    {"artifacts.checkpoint": False},
     {"kind": "noop"},
 ]
 
@@ -207,6 +207,15 @@ def test_hash_is_sensitive_to_every_setting() -> None:
     base = TrialConfig.from_dict(QUICK)
     hashes = {base.hash} | {base.replace(change).hash for change in CHANGES}
     assert len(hashes) == len(CHANGES) + 1
+
+
+def test_settings_that_cannot_change_the_model_are_not_part_of_the_hash() -> None:
+    base = TrialConfig.from_dict(QUICK)
+    quiet = base.replace({"artifacts.checkpoint": False, "artifacts.prediction_grid": False})
+    assert quiet != base and quiet.hash == base.hash
+    assert config_hash(base.to_dict()) == config_hash(
+        {k: v for k, v in base.to_dict().items() if k != "artifacts"}
+    )
 
 
 def test_section_accepts() -> None:

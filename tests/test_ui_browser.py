@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.db import ResultsDB, TrialState
 from orchestrator.report import build_report
-from orchestrator.runner import StudyRunner
+from orchestrator.driver import StudyRunner
 from orchestrator.settings import Settings
 from orchestrator.study import load_study
 from orchestrator.ui import free_port, stop_process, wait_http

@@ -1,7 +1,8 @@
 """The long-lived Ray actor that trains trials.
 
 A :class:`TrialWorker` owns a device (or a GPU fraction) for the whole study and keeps warm state across
-trials: imports, the CUDA context and generated datasets.  It runs :func:`ielcore.train_trial`, buffers
+trials: imports, the CUDA context and generated datasets.  It takes a :class:`~workers.protocol.TrialTask`
+and hands back a :class:`~workers.protocol.TrialOutcome`.  It runs :func:`ielcore.train_trial`, buffers
 per-epoch reports for the driver to collect (:meth:`TrialWorker.poll`), honours a stop request
 (:meth:`TrialWorker.stop`, used for pruning), uploads the trial's artifacts to the MLflow run the driver
 created for it, and turns every failure into an outcome with a reason; it never raises out of
@@ -20,23 +21,29 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from workers.outcome import FailureKind, Outcome
+from ielcore.result import TrialResult
+from ielcore.states import FailureKind, RunStatus, TrialState
+from workers.protocol import TrialOutcome, TrialTask
 
 
 class _Attempt:
-    """The per-attempt state of one trial in a worker: reporter, scratch folder and outcome."""
+    """The per-attempt state of one trial in a worker: its task, reporter and scratch folder."""
 
-    def __init__(self, worker: TrialWorker, task: Mapping[str, Any]) -> None:
-        trial_id = int(task["trial_id"])
+    def __init__(self, worker: TrialWorker, task: TrialTask) -> None:
         self.task = task
         self.started = time.time()
-        deadline = time.monotonic() + float(task["timeout_s"]) if task.get("timeout_s") else None
-        self.reporter = _Reporter(worker, trial_id, deadline)
-        self.out_dir = tempfile.mkdtemp(prefix=f"iel-trial-{trial_id}-")
-        self.outcome = Outcome(
-            trial_id=trial_id, attempt=int(task["attempt"]), host=worker.host, device=worker.device
+        deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
+        self.reporter = _Reporter(worker, task.trial_id, deadline)
+        self.out_dir = tempfile.mkdtemp(prefix=f"iel-trial-{task.trial_id}-")
+        self.base = TrialOutcome(
+            trial_id=task.trial_id,
+            attempt=task.attempt,
+            state=TrialState.FAILED,
+            host=worker.host,
+            device=worker.device,
         )
 
 
@@ -65,7 +72,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 class TrialWorker:
-    """Plain class; :func:`workers.pool.remote_worker_class` wraps it as a threaded Ray actor."""
+    """Plain class; :mod:`workers.pool` wraps it as a threaded Ray actor."""
 
     def __init__(self, worker_index: int = 0, gpu_memory_fraction: float | None = None) -> None:
         import mlflow.tracking  # noqa: F401  (warm imports: a trial's clock never pays for them)
@@ -102,28 +109,28 @@ class TrialWorker:
         with self._lock:
             self._stop.add(trial_id)
 
-    def run(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        """Train one trial. ``task`` keys: trial_id, attempt, config, run_id, tracking_uri, timeout_s."""
+    def run(self, task: TrialTask) -> TrialOutcome:
+        """Train one trial (see :class:`~workers.protocol.TrialTask`)."""
         from ielcore.train import train_trial
 
         attempt = _Attempt(self, task)
         try:
             result = train_trial(
-                task["config"], attempt.reporter, out_dir=attempt.out_dir, data_cache=self._data_cache
+                task.config, attempt.reporter, out_dir=attempt.out_dir, data_cache=self._data_cache
             )
-            self._classify(attempt, result)
+            outcome = self._classify(attempt, result)
         except BaseException as exc:  # a failure is data: it becomes the outcome's reason
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            self._fail(attempt, exc)
-        return self._close(attempt)
+            outcome = self._fail(attempt, exc)
+        return self._close(attempt, outcome)
 
-    def run_group(self, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def run_group(self, tasks: Sequence[TrialTask]) -> list[TrialOutcome]:
         """Train trials of one fusion group together (``ielcore.fused.train_fused``), one outcome each.
 
         Each member keeps its own reporter (pruning, timeout) and MLflow run.  If the fused group fails as a
         whole (e.g. out of memory for the stacked model), its members are trained one by one instead, so a
-        fusion problem never costs a trial.
+        fusion problem never costs a trial (their outcomes say ``fused_members=1``).
         """
         from ielcore.fused import train_fused
 
@@ -132,7 +139,7 @@ class TrialWorker:
         attempts = [_Attempt(self, task) for task in tasks]
         try:
             results = train_fused(
-                [t["config"] for t in tasks],
+                [t.config for t in tasks],
                 [a.reporter for a in attempts],
                 out_dirs=[a.out_dir for a in attempts],
                 data_cache=self._data_cache,
@@ -146,56 +153,66 @@ class TrialWorker:
         outcomes = []
         for attempt, result in zip(attempts, results):
             try:
-                self._classify(attempt, result)
+                outcome = self._classify(attempt, result)
             except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
-                self._fail(attempt, exc)
-            outcomes.append(self._close(attempt))
+                outcome = self._fail(attempt, exc)
+            outcomes.append(self._close(attempt, replace(outcome, fused_members=len(tasks))))
         return outcomes
 
-    def _classify(self, attempt: _Attempt, result: Any) -> None:
+    def _classify(self, attempt: _Attempt, result: TrialResult) -> TrialOutcome:
         """Turn a trainer result into the attempt's outcome and upload its artifacts."""
-        from ielcore.train import TrialStatus
-
-        outcome, task = attempt.outcome, attempt.task
-        outcome.result = result.to_dict()
-        outcome.device = result.device
+        task = attempt.task
+        outcome = replace(attempt.base, result=result, device=result.device, state=TrialState.COMPLETE)
         # Past the deadline in its last epoch a trial has still finished: it stays COMPLETE.
-        if attempt.reporter.timed_out and result.status != TrialStatus.COMPLETE:
-            outcome.state, outcome.failure_kind = "FAILED", FailureKind.TIMEOUT
-            outcome.error = f"stopped after {task['timeout_s']} s (timeout_s) in epoch {result.epochs_run}"
-            outcome.failed_epoch = result.epochs_run
-        elif result.status == TrialStatus.PRUNED:
-            outcome.state = "PRUNED"
-        elif result.status == TrialStatus.DIVERGED:
-            outcome.state, outcome.failure_kind = "FAILED", FailureKind.DIVERGED
-            outcome.error, outcome.failed_epoch = result.error, result.failed_epoch
-        else:
-            outcome.state = "COMPLETE"
-        if task.get("run_id") and task.get("tracking_uri"):
-            outcome.artifacts = self._upload(task["tracking_uri"], task["run_id"], attempt.out_dir)
+        if attempt.reporter.timed_out and result.status != RunStatus.COMPLETE:
+            outcome = replace(
+                outcome,
+                state=TrialState.FAILED,
+                failure_kind=FailureKind.TIMEOUT,
+                error=f"stopped after {task.timeout_s} s (timeout_s) in epoch {result.epochs_run}",
+                failed_epoch=result.epochs_run,
+            )
+        elif result.status == RunStatus.PRUNED:
+            outcome = replace(outcome, state=TrialState.PRUNED)
+        elif result.status == RunStatus.DIVERGED:
+            outcome = replace(
+                outcome,
+                state=TrialState.FAILED,
+                failure_kind=FailureKind.DIVERGED,
+                error=result.error,
+                failed_epoch=result.failed_epoch,
+            )
+        if task.run_id and task.tracking_uri:
+            outcome = replace(
+                outcome, artifacts=self._upload(task.tracking_uri, task.run_id, attempt.out_dir)
+            )
+        return outcome
 
-    def _fail(self, attempt: _Attempt, exc: BaseException) -> None:
-        outcome = attempt.outcome
-        outcome.state = "FAILED"
-        outcome.failure_kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        if outcome.failure_kind == FailureKind.OOM:
-            outcome.error = (
-                f"out of memory on {self.device}: {outcome.error[:1500]} -- lower batch_size, the model size "
+    def _fail(self, attempt: _Attempt, exc: BaseException) -> TrialOutcome:
+        kind = FailureKind.OOM if _is_oom(exc) else FailureKind.ERROR
+        error = f"{type(exc).__name__}: {exc}"
+        if kind == FailureKind.OOM:
+            error = (
+                f"out of memory on {self.device}: {error[:1500]} -- lower batch_size, the model size "
                 "or the image size, or give each trial more memory (fewer per node; on a GPU a larger "
                 "resources.gpu_memory_fraction)"
             )
-        outcome.traceback = traceback.format_exc(limit=20)
-        outcome.replace_worker = outcome.failure_kind == FailureKind.OOM or not self._healthy()
+        return replace(
+            attempt.base,
+            state=TrialState.FAILED,
+            failure_kind=kind,
+            error=error,
+            traceback=traceback.format_exc(limit=20),
+            replace_worker=kind == FailureKind.OOM or not self._healthy(),
+        )
 
-    def _close(self, attempt: _Attempt) -> dict[str, Any]:
+    def _close(self, attempt: _Attempt, outcome: TrialOutcome) -> TrialOutcome:
         shutil.rmtree(attempt.out_dir, ignore_errors=True)
         with self._lock:
-            self._stop.discard(attempt.outcome.trial_id)
-        attempt.outcome.duration_s = time.time() - attempt.started
-        return attempt.outcome.to_dict()
+            self._stop.discard(attempt.task.trial_id)
+        return replace(outcome, duration_s=time.time() - attempt.started)
 
     # ------------------------------------------------------------------------------------- internals
     def _upload(self, tracking_uri: str, run_id: str, out_dir: str) -> dict[str, str]:

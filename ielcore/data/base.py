@@ -17,6 +17,10 @@ class SegData:
 
     ``images``: ``FloatTensor[N, Cin, H, W]`` with values in ``[0, 1]``; ``masks``: ``LongTensor[N, H, W]``
     with classes ``0..num_classes-1`` (class 0 the background); ``class_names``: one name per class.
+    Optional: ``instances``, ``LongTensor[N, H, W]`` object ids (0 = no object, each object one id within
+    its sample) for per-object measures; ``regions``, one ordinal per sample (the image strip a tile
+    was cut from, left to right) -- when given, :func:`split_dataset` splits by region instead of at
+    random, so validation pixels never neighbour training pixels across a split.
     Frozen; equality is identity (tensors have no single truth value), compare fields with ``torch.equal``.
     """
 
@@ -24,6 +28,8 @@ class SegData:
     masks: torch.Tensor
     num_classes: int
     class_names: tuple[str, ...]
+    instances: torch.Tensor | None = None
+    regions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or not self.images.is_floating_point():
@@ -41,6 +47,19 @@ class SegData:
             raise SpecError(
                 f"masks shape {tuple(self.masks.shape)} does not match images shape {tuple(self.images.shape)}",
                 path="masks",
+            )
+        if self.instances is not None and (
+            self.instances.dtype != torch.long or self.instances.shape != self.masks.shape
+        ):
+            raise SpecError(
+                f"instances must be a LongTensor of the masks' shape {tuple(self.masks.shape)}, "
+                f"got {self.instances.dtype} {tuple(self.instances.shape)}",
+                path="instances",
+            )
+        if self.regions is not None and (len(self.regions) != n or min(self.regions, default=0) < 0):
+            raise SpecError(
+                f"regions must give one non-negative ordinal per sample ({n}), got {len(self.regions)}",
+                path="regions",
             )
         if len(self.class_names) != self.num_classes:
             raise SpecError(
@@ -75,6 +94,29 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     n_val = min(max(round(n * val_fraction), 1), n - 1)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[n_val:]), sorted(perm[:n_val])
+
+
+def split_dataset(data: SegData, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """The ``(train, val)`` split of ``data``: by region when it has ``regions``, else :func:`split_indices`.
+
+    By region: of the ``R`` distinct regions (sorted), the last ``round(R * val_fraction)``, clamped to
+    ``[1, R - 1]``, are the validation samples (e.g. the right-hand strips of an image); ``seed`` is
+    unused.  Both lists are sorted and non-empty when ``R >= 2``.
+    """
+    if data.regions is None:
+        return split_indices(len(data), val_fraction, seed)
+    split_indices(2, val_fraction, seed)  # the same check of val_fraction
+    distinct = sorted(set(data.regions))
+    if len(distinct) < 2:
+        raise SpecError(
+            f"a split by region needs at least 2 regions, but the data have {len(distinct)}",
+            path="regions",
+        )
+    n_val = min(max(round(len(distinct) * val_fraction), 1), len(distinct) - 1)
+    first_val = distinct[-n_val]
+    train = [i for i, r in enumerate(data.regions) if r < first_val]
+    val = [i for i, r in enumerate(data.regions) if r >= first_val]
+    return train, val
 
 
 # --- helpers for the procedural datasets -------------------------------------------------------------

@@ -12,11 +12,11 @@ from orchestrator.db.engine import (
     with_retry,
 )
 from orchestrator.db.models import TRIAL_SUMMARY_COLUMNS
-from orchestrator.db.records import FAILURE_KINDS, CellRecord, StudyRecord, TrialRecord, TrialState
+from orchestrator.db.records import CellRecord, FailureKind, StudyRecord, TrialRecord, TrialState
 from orchestrator.db.repository import DriverLocked, RecordNotFound, ResultsDB, alembic_config
 
 __all__ = [
-    "FAILURE_KINDS",
+    "FailureKind",
     "TRIAL_SUMMARY_COLUMNS",
     "CellRecord",
     "DatabaseUnavailable",

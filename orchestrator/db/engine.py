@@ -2,6 +2,7 @@
 
 * SQLite (the default): the parent folder is created, WAL journal mode (readers never block the
   writer), a 30 s busy timeout, foreign keys on, and real transactions (SQLAlchemy emits ``BEGIN``).
+  A file on a read-only home is opened read-only (``mode=ro``, or ``immutable=1`` where WAL cannot work).
 * PostgreSQL (shared use): driver ``psycopg`` (v3); ``postgresql://`` URLs are rewritten to
   ``postgresql+psycopg://``; connections are pinged before use, so a restarted server is survived.
 
@@ -11,8 +12,8 @@ Passwords never appear in messages or logs: every URL shown goes through :func:`
 from __future__ import annotations
 
 import logging
+import os
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,13 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
+def sqlite_is_readonly(path: Path) -> bool:
+    """True when the SQLite file exists but it or its folder cannot be written (a read-only home or mount):
+    such a file is opened read-only, without WAL set-up or migrations, so reading commands still work."""
+    p = path.expanduser()
+    return p.exists() and not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK))
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url`` (see the module docstring for the per-backend settings)."""
     parsed = make_url(normalize_url(url))
@@ -99,13 +107,24 @@ def _make_sqlite_engine(url: URL, *, echo: bool) -> Engine:
                 f"cannot create the folder {str(path.parent)!r} for the SQLite file ({e.strerror or e})",
                 f"choose a writable path; {_FIX_URL}",
             ) from None
-    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    readonly = path is not None and sqlite_is_readonly(path)
+    if readonly:
+        from orchestrator.db.readonly import open_sqlite_readonly
+
+        assert path is not None
+        engine = create_engine(
+            url, echo=echo, creator=lambda: open_sqlite_readonly(path, SQLITE_BUSY_TIMEOUT_S)
+        )
+    else:
+        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" hook below emits BEGIN itself
         cur = dbapi_conn.cursor()
-        if path is not None:
+        if readonly:
+            cur.execute("PRAGMA query_only=ON")
+        elif path is not None:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
@@ -156,6 +175,12 @@ def describe_failure(url: URL, error: BaseException) -> tuple[str, str]:
         return (f"unknown host {url.host!r}", f"correct the host name; {_FIX_URL}")
     if "timeout" in low or "timed out" in low:
         return (f"connection to {where} timed out", f"check that the server is up and reachable; {_FIX_URL}")
+    if "file is not a database" in low or "malformed" in low or "not a database" in low:
+        return (
+            f"the SQLite file {url.database!r} is damaged or is not a database ({msg.splitlines()[0]})",
+            "restore it from a backup, or move it aside (a new, empty results database is then created); "
+            f"{_FIX_URL}",
+        )
     if "unable to open database file" in low or "readonly database" in low:
         return (
             f"cannot open or write the SQLite file {url.database!r}",
@@ -231,119 +256,31 @@ def with_retry(
     raise AssertionError("unreachable")
 
 
-class QueryError(IELError):
-    """A read-only query failed (syntax error, unknown table, ...)."""
+# ``iel query`` lives in its own module; these names stay importable from here.
+from orchestrator.db.readonly import (  # noqa: E402
+    QueryError,
+    QueryRefused,
+    QueryResult,
+    QueryTimeout,
+    readonly_query,
+    run_readonly_query,
+)
 
-
-class QueryRefused(QueryError):
-    """A read-only query tried to write, or held more than one statement; nothing was changed."""
-
-
-_SQLITE_READ_ACTIONS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    getattr(sqlite3, "SQLITE_RECURSIVE", 33),
-}
-_SQLITE_READ_PRAGMAS = {
-    "table_info",
-    "table_xinfo",
-    "table_list",
-    "index_list",
-    "index_info",
-    "index_xinfo",
-    "foreign_key_list",
-    "database_list",
-    "function_list",
-}
-
-
-def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in _SQLITE_READ_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _SQLITE_READ_PRAGMAS and arg2 is None:
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
-
-
-def readonly_query(engine: Engine, sql: str, limit: int | None = None) -> tuple[list[str], list[tuple]]:
-    """Run one SQL statement on a read-only connection; return ``(column names, rows)``.
-
-    SQLite: a separate connection opened with ``mode=ro`` and ``PRAGMA query_only``, plus an authorizer
-    that allows only reads.  PostgreSQL: a ``READ ONLY`` transaction, a prepared statement (one statement
-    only), always rolled back, on a connection that is discarded afterwards.  A write (also
-    inside a CTE or behind a second statement) raises :class:`QueryRefused` and changes nothing.
-    """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, but got {limit=}")
-    backend = engine.url.get_backend_name()
-    if backend == "sqlite":
-        return _readonly_sqlite(engine.url, sql, limit)
-    if backend == "postgresql":
-        return _readonly_postgres(engine, sql, limit)
-    raise QueryError(f"read-only queries are not supported on {backend!r}; use SQLite or PostgreSQL")
-
-
-def _readonly_sqlite(url: URL, sql: str, limit: int | None) -> tuple[list[str], list[tuple]]:
-    path = sqlite_path(url)
-    if path is None:
-        raise QueryError("read-only queries need a SQLite file, not an in-memory database")
-    uri = path.expanduser().resolve().as_uri() + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
-    except sqlite3.Error as e:
-        raise database_unavailable(url, e) from None
-    try:
-        conn.execute("PRAGMA query_only=ON")
-        conn.set_authorizer(_sqlite_authorizer)
-        try:
-            cur = conn.execute(sql)
-            rows = cur.fetchall() if limit is None else cur.fetchmany(limit)
-        except (sqlite3.Warning, sqlite3.ProgrammingError) as e:
-            raise QueryRefused(f"query refused: {e} (only one statement is allowed)") from None
-        except sqlite3.DatabaseError as e:
-            low = str(e).lower()
-            if "authoriz" in low or "readonly" in low or "read-only" in low:
-                raise QueryRefused(f"query refused: {e} (only reads are allowed)") from None
-            raise QueryError(f"query failed: {e}") from None
-        columns = [d[0] for d in cur.description or ()]
-        return columns, [tuple(r) for r in rows]
-    finally:
-        conn.rollback()
-        conn.close()
-
-
-def _readonly_postgres(engine: Engine, sql: str, limit: int | None) -> tuple[list[str], list[tuple]]:
-    import psycopg
-
-    try:
-        conn = engine.connect()
-    except sa_exc.DBAPIError as e:
-        raise database_unavailable(engine.url, e) from None
-    try:
-        raw: Any = conn.connection.dbapi_connection
-        raw.rollback()
-        with raw.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            try:
-                cur.execute(sql, prepare=True)  # a prepared statement holds exactly one statement
-                if cur.description is None:
-                    raise QueryError(
-                        "query failed: the statement returns no rows; only queries are supported"
-                    )
-                rows = [tuple(r) for r in (cur.fetchall() if limit is None else cur.fetchmany(limit))]
-            except psycopg.Error as e:
-                text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                if "multiple commands" in text:
-                    raise QueryRefused(f"query refused: {text} (only one statement is allowed)") from None
-                if e.sqlstate == "25006":
-                    raise QueryRefused(f"query refused: {text} (only reads are allowed)") from None
-                raise QueryError(f"query failed: {text}") from None
-            columns = [d.name for d in cur.description or ()]
-        return columns, rows
-    finally:
-        try:
-            raw.rollback()
-        finally:
-            conn.invalidate()  # never give a connection a user touched back to the pool
-            conn.close()
+__all__ = [
+    "DatabaseUnavailable",
+    "QueryError",
+    "QueryRefused",
+    "QueryResult",
+    "QueryTimeout",
+    "check_reachable",
+    "database_unavailable",
+    "describe_failure",
+    "is_transient",
+    "make_engine",
+    "normalize_url",
+    "readonly_query",
+    "redact_url",
+    "run_readonly_query",
+    "sqlite_path",
+    "with_retry",
+]

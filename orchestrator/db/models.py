@@ -73,6 +73,10 @@ TRIAL_SUMMARY_COLUMNS: dict[str, str] = {
     "pixel_acc": "final pixel accuracy",
     "val_loss": "final validation loss",
     "metrics_json": "all final metrics as a JSON object text",
+    "optuna_trial_number": "number of the trial in its cell's Optuna study (NULL before it started)",
+    "params": "the searched parameters and their values, JSON object text keyed by dotted path ({} without search)",
+    "error": "the reason a trial failed or was pruned (NULL otherwise)",
+    "failed_epoch": "epoch at which a trial failed (NULL when unknown or not failed)",
 }
 """Columns of the stable view ``iel_trial_summary`` (one row per trial), in order."""
 
@@ -198,3 +202,42 @@ class DriverLock(Base):
     owner: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Comparison(Base):
+    """One arm-vs-baseline comparison of a study with ``decide:`` (view ``iel_decisions``)."""
+
+    __tablename__ = "iel_comparisons"
+
+    cell_id: Mapped[int] = mapped_column(ForeignKey("iel_cells.id", ondelete="CASCADE"), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    baseline_cell_id: Mapped[int] = mapped_column(ForeignKey("iel_cells.id", ondelete="CASCADE"))
+    n: Mapped[int] = mapped_column(Integer)
+    estimate: Mapped[float | None] = mapped_column(Float)
+    cs_low: Mapped[float | None] = mapped_column(Float)
+    cs_high: Mapped[float | None] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))
+    decided_at_n: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(16))
+    alpha: Mapped[float] = mapped_column(Float)
+    margin: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+DECISIONS_COLUMNS: dict[str, str] = {
+    "study": "study name",
+    "cell_key": "the arm's cell",
+    "baseline_key": "the baseline cell of its row (paired on seed)",
+    "metric": "decide.metric",
+    "n": "number of seed pairs",
+    "estimate": "mean paired difference, arm - baseline",
+    "cs_low": "lower end of the anytime-valid confidence sequence (NULL: unbounded)",
+    "cs_high": "upper end (NULL: unbounded)",
+    "decision": "better | worse | equivalent | undecided",
+    "decided_at_n": "the number of pairs at which the decision was reached (NULL while undecided)",
+    "method": "t | bounded",
+    "alpha": "the level of this comparison's sequence (decide.alpha / number of comparisons)",
+    "margin": "decide.margin",
+    "updated_at": "UTC time the decision was last computed",
+}
+"""Columns of the view ``iel_decisions`` (one row per comparison), in order."""

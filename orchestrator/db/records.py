@@ -3,44 +3,16 @@
 The results database never hands out live ORM objects: every read returns one of these records, so a
 record can be pickled, sent to a Ray worker or cached without touching the database again.  The dict
 fields (``factors``, ``config``, ``final_metrics``, ``spec``, ``counts``) are fresh copies; treat them as
-read-only.
+read-only.  States are the enums of :mod:`ielcore.states`.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-
-class TrialState(str, enum.Enum):  # noqa: UP042 (str() stays "TrialState.X"; value is the str)
-    """Life cycle of a trial: ``PENDING -> RUNNING -> COMPLETE | PRUNED | FAILED``.
-
-    ``reset_trial`` moves a FAILED (or stale RUNNING) trial back to PENDING for a retry.
-    """
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    PRUNED = "PRUNED"
-    FAILED = "FAILED"
-
-    @property
-    def is_finished(self) -> bool:
-        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
-
-
-FAILURE_KINDS: tuple[str, ...] = (
-    "error",
-    "diverged",
-    "timeout",
-    "oom",
-    "worker_died",
-    "driver_died",
-    "cancelled",
-)
-"""Valid values of ``TrialRecord.failure_kind`` (why a FAILED or PRUNED trial stopped)."""
+from ielcore.states import FailureKind, TrialState
 
 
 @dataclass(frozen=True)
@@ -59,7 +31,7 @@ class TrialRecord:
     trial_hash: str
     config: dict[str, Any]
     state: TrialState
-    failure_kind: str | None
+    failure_kind: FailureKind | None  # why a FAILED trial stopped
     error: str | None
     failed_epoch: int | None
     attempts: int
@@ -110,3 +82,6 @@ class StudyRecord:
     @property
     def n_trials(self) -> int:
         return sum(self.counts.get(s.value, 0) for s in TrialState)
+
+
+__all__ = ["CellRecord", "FailureKind", "StudyRecord", "TrialRecord", "TrialState"]

@@ -31,7 +31,7 @@ from orchestrator.db.models import (
     Trial,
     utcnow,
 )
-from orchestrator.db.records import FAILURE_KINDS, CellRecord, StudyRecord, TrialRecord, TrialState
+from orchestrator.db.records import CellRecord, FailureKind, StudyRecord, TrialRecord, TrialState
 
 T = TypeVar("T")
 
@@ -86,8 +86,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def _check_failure_kind(kind: str | None) -> None:
-    if kind is not None and kind not in FAILURE_KINDS:
-        raise ValueError(f"unknown failure_kind {kind!r}; valid kinds are: {', '.join(FAILURE_KINDS)}")
+    if kind is not None and kind not in set(FailureKind):
+        raise ValueError(f"unknown failure_kind {kind!r}; valid kinds are: {', '.join(FailureKind)}")
 
 
 _MISSING = object()
@@ -122,7 +122,7 @@ _TRIAL_COLUMNS = (
 )
 
 
-_DECODED = {"factors", "config", "is_baseline", "state", "final_metrics"}
+_DECODED = {"factors", "config", "is_baseline", "state", "failure_kind", "final_metrics"}
 _PLAIN_FIELDS = [f.name for f in fields(TrialRecord) if f.name not in _DECODED]
 
 
@@ -133,6 +133,7 @@ def _trial_record(m: Mapping[Any, Any], final_metrics: dict[str, float | None]) 
         config=json.loads(m["config_json"]),
         is_baseline=bool(m["is_baseline"]),
         state=TrialState(m["state"]),
+        failure_kind=FailureKind(m["failure_kind"]) if m["failure_kind"] else None,
         final_metrics=final_metrics,
     )
 
@@ -440,7 +441,7 @@ class ResultsDB:
                 trial_id,
                 state=state.value,
                 error=error,
-                failure_kind=failure_kind,
+                failure_kind=str(failure_kind) if failure_kind else None,
                 failed_epoch=failed_epoch,
                 duration_s=duration,
                 finished_at=now,
@@ -509,30 +510,6 @@ class ResultsDB:
             values["optuna_trial_number"] = optuna_trial_number
         if values:
             self._tx(lambda conn: self._update_trial(conn, trial_id, **values))
-
-    def reset_trial(self, trial_id: int) -> None:
-        """Back to PENDING for a retry or resume: clears the outcome, metrics and artifacts of the last
-        attempt (the attempt count is kept)."""
-
-        def run(conn: Connection) -> None:
-            self._update_trial(
-                conn,
-                trial_id,
-                state=TrialState.PENDING.value,
-                error=None,
-                failure_kind=None,
-                failed_epoch=None,
-                started_at=None,
-                finished_at=None,
-                duration_s=None,
-                reused_from_id=None,
-                mlflow_run_id=None,
-                optuna_trial_number=None,
-            )
-            for model in (FinalMetric, EpochMetric, Artifact):
-                conn.execute(delete(model).where(model.trial_id == trial_id))
-
-        self._tx(run)
 
     # -- reads ------------------------------------------------------------------------------------
 

@@ -7,13 +7,18 @@ Layout of the output folder::
     figures/*.png             metric vs noise rate, vs IEL steps, heatmap, training curves, Optuna plots
     predictions/*.png         one prediction grid (image, noisy label, truth, prediction) per arm
 
-The folder is logged under ``report/`` to the study's parent MLflow run (``iel.role=study``).
+The report is written to a hidden folder inside the output folder, then moved into place: files an earlier
+``iel report`` wrote (listed in ``.iel-report-manifest.json``) are replaced or removed, files anyone else put
+there are never touched, and a report that would overwrite one of them is refused (see
+:mod:`orchestrator.report.manifest`).  The listed files are logged under ``report/`` to the study's parent
+MLflow run (``iel.role=study``).
 """
 
 from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +29,18 @@ from typing import Any
 from orchestrator.db import ResultsDB
 from orchestrator.report import plots
 from orchestrator.report.grids import prediction_grids
-from orchestrator.report.render import FORMATS, Block, Heading, Image, Paragraph, Strong, Table, render
+from orchestrator.report.manifest import manifest_files, publish
+from orchestrator.report.render import (
+    FORMAT_ALIASES,
+    FORMATS,
+    Block,
+    Heading,
+    Image,
+    Paragraph,
+    Strong,
+    Table,
+    render,
+)
 from orchestrator.report.tables import (
     CellStat,
     Comparison,
@@ -34,6 +50,7 @@ from orchestrator.report.tables import (
     summarise,
     to_json,
 )
+from orchestrator.report.verdicts import verdict_blocks, verdicts
 from orchestrator.settings import Settings
 
 CURVE_METRICS: tuple[str, ...] = ("dice", "train_loss")
@@ -200,7 +217,7 @@ def build_report(
     study: str,
     out_dir: str | Path | None = None,
     *,
-    fmt: str = "md",
+    fmt: str = "markdown",
     bootstrap: bool = False,
     arm_factors: Sequence[str] | None = None,
     heatmap: tuple[str, str] | None = None,
@@ -211,62 +228,47 @@ def build_report(
     two factors that vary."""
     from ielcore.errors import IELError
 
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise IELError(f"unknown report format {fmt!r}; use one of {sorted(FORMATS)}")
+        raise IELError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out_dir) if out_dir is not None else settings.home / "reports" / study
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".iel-report-", dir=out))  # written here, published when complete
     db = ResultsDB(settings.db_url, upgrade=False)
     try:
         data = load_study_data(db, study, arm_factors)
         stats = summarise(data, bootstrap=bootstrap)
         comparisons = compare(data, bootstrap=bootstrap)
-        out.mkdir(parents=True, exist_ok=True)
-        fig_dir = out / "figures"
-        for sub in (fig_dir, out / "predictions"):  # ours: no stale figure of an earlier report survives
-            shutil.rmtree(sub, ignore_errors=True)
+        fig_dir = stage / "figures"
         fig_dir.mkdir()
-        blocks = _head(data, bootstrap, len(comparisons))
+        verdict_basis, verdict_lines = verdicts(db, data, comparisons)
+        blocks = _head(data, bootstrap, len(comparisons), verdict_basis, verdict_lines)
         for metric in data.metrics:
             blocks += [Heading(f"Final {metric}", 3), metric_table(data, stats, comparisons, metric)]
         if not stats:
             blocks.append(Paragraph("No trial of this study has completed: nothing to summarise."))
         blocks += _incomplete(data)
-        figures: list[Path] = []
-        fig_blocks: list[Block] = [Heading("Figures", 2)]
-        for factor, name in (
-            ("noise.rate", "metrics_vs_noise_rate.png"),
-            ("iel.steps", "metrics_vs_iel_steps.png"),
-        ):
-            if plots.plot_metric_vs(data, stats, factor, fig_dir / name):
-                figures.append(fig_dir / name)
-                fig_blocks.append(Image(f"final metrics vs {factor}", f"figures/{name}"))
-        pair = heatmap or plots.default_heatmap_factors(data)
-        if pair is not None and data.metrics:
-            name = "heatmap.png"
-            if plots.plot_heatmap(data, data.metrics[0], pair[0], pair[1], fig_dir / name):
-                figures.append(fig_dir / name)
-                fig_blocks.append(
-                    Image(f"mean final {data.metrics[0]} over {pair[0]} × {pair[1]}", f"figures/{name}")
-                )
-        name = "training_curves.png"
-        if plots.plot_training_curves(data, training_curves(db, data), CURVE_METRICS, fig_dir / name):
-            figures.append(fig_dir / name)
-            fig_blocks.append(Image("training curves", f"figures/{name}"))
-        if figures:
-            blocks += fig_blocks
+        fig_blocks, figures = _figures(db, data, stats, fig_dir, heatmap)
+        blocks += fig_blocks
         if data.searched:
             more, figs = search_sections(settings, data, fig_dir)
             blocks += more
             figures += figs
-        grid_blocks, grids = prediction_grids(db, data, out, settings.mlflow_uri)
+        grid_blocks, grids = prediction_grids(db, data, stage, settings.mlflow_uri)
         blocks += grid_blocks
+        (stage / FORMATS[fmt]).write_text(render(blocks, fmt, f"Report of study {study}"))
+        import json
+
+        (stage / "report.json").write_text(
+            json.dumps(to_json(data, stats, comparisons), indent=2, default=str)
+        )
+        publish(stage, out)
     finally:
         db.close()
-    path = out / FORMATS[fmt]
-    path.write_text(render(blocks, fmt, f"Report of study {study}"))
-    json_path = out / "report.json"
-    import json
-
-    json_path.write_text(json.dumps(to_json(data, stats, comparisons), indent=2, default=str))
+        shutil.rmtree(stage, ignore_errors=True)
+    path, json_path = out / FORMATS[fmt], out / "report.json"
+    figures = [out / p.relative_to(stage) for p in figures]
+    grids = [out / p.relative_to(stage) for p in grids]
     run_id = log_report(settings, study, out) if log_to_mlflow else None
     return Report(
         study=study,
@@ -279,6 +281,36 @@ def build_report(
         comparisons=tuple(comparisons),
         mlflow_run_id=run_id,
     )
+
+
+def _figures(
+    db: ResultsDB, data: StudyData, stats: Sequence[CellStat], fig_dir: Path, heatmap: tuple[str, str] | None
+) -> tuple[list[Block], list[Path]]:
+    """The report's figures (none of them when there is nothing to draw) and their blocks."""
+    figures: list[Path] = []
+    blocks: list[Block] = [Heading("Figures", 2)]
+
+    def add(name: str, title: str) -> None:
+        figures.append(fig_dir / name)
+        blocks.append(Image(title, f"figures/{name}"))
+
+    if plots.plot_cell_results(data, stats, data.metrics, fig_dir / "cell_results.png"):
+        add("cell_results.png", "final metrics per cell: mean, 95 % CI and every seed")
+    for factor, name in (
+        ("noise.rate", "metrics_vs_noise_rate.png"),
+        ("iel.steps", "metrics_vs_iel_steps.png"),
+    ):
+        if plots.plot_metric_vs(data, stats, factor, fig_dir / name):
+            add(name, f"final metrics vs {factor}")
+    pair = heatmap or plots.default_heatmap_factors(data)
+    heat = fig_dir / "heatmap.png"
+    if pair is not None and data.metrics and plots.plot_heatmap(data, data.metrics[0], *pair, heat):
+        add("heatmap.png", f"mean final {data.metrics[0]} over {pair[0]} × {pair[1]}")
+    if plots.plot_training_curves(
+        data, training_curves(db, data), CURVE_METRICS, fig_dir / "training_curves.png"
+    ):
+        add("training_curves.png", "training curves (thin: each seed; thick: their mean)")
+    return (blocks if figures else []), figures
 
 
 def _incomplete(data: StudyData, limit: int = 50) -> list[Block]:
@@ -306,7 +338,9 @@ def _incomplete(data: StudyData, limit: int = 50) -> list[Block]:
     ]
 
 
-def _head(data: StudyData, bootstrap: bool, n_comparisons: int) -> list[Block]:
+def _head(
+    data: StudyData, bootstrap: bool, n_comparisons: int, verdict_basis: str, verdict_lines: Sequence[str]
+) -> list[Block]:
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(data.counts.items()) if v)
     baseline = data.spec.get("baseline") or {}
     blocks: list[Block] = [
@@ -318,6 +352,7 @@ def _head(data: StudyData, bootstrap: bool, n_comparisons: int) -> list[Block]:
             f"Baseline: {', '.join(f'`{k}={v}`' for k, v in baseline.items()) or 'none'}; arm factors: "
             f"{', '.join(f'`{a}`' for a in data.arm_factors) or 'none'}."
         ),
+        *verdict_blocks(data, verdict_basis, verdict_lines),
         Heading("Method", 2),
         Paragraph(
             "Each cell's final metric over its seeds: n, mean, sample standard deviation and a 95 % "
@@ -329,8 +364,8 @@ def _head(data: StudyData, bootstrap: bool, n_comparisons: int) -> list[Block]:
             + ". A row is a group of cells that differ only in their arm; ★ marks the best arm of each row "
             "(highest mean, lowest for losses and shares). Each arm is compared with the baseline cell of its "
             "row, paired on seed: mean difference Δ (arm − baseline) with its 95 % interval, the paired t-test "
-            "and the Wilcoxon signed-rank test (two-sided), both Holm-corrected across all "
-            f"{n_comparisons} comparisons of this report, and the effect size d_z = mean(Δ)/sd(Δ). With n "
+            "and the Wilcoxon signed-rank test (two-sided), both Holm-corrected within each metric's "
+            f"comparisons ({n_comparisons} in all), and the effect size d_z = mean(Δ)/sd(Δ). With n "
             "seeds the smallest possible Wilcoxon p-value is 2/2^n."
         ),
         Heading("Results", 2),
@@ -350,5 +385,8 @@ def log_report(settings: Settings, study: str, out_dir: str | Path) -> str | Non
     run_id = tracker.find_run(str(exp.experiment_id), {"iel.role": "study"})
     if run_id is None:
         return None
-    tracker.client.log_artifacts(run_id, str(out_dir), artifact_path="report")
+    out = Path(out_dir)
+    for rel in manifest_files(out):  # only what `iel report` wrote, never the user's files beside it
+        parent = str(Path("report") / Path(rel).parent) if Path(rel).parent != Path(".") else "report"
+        tracker.client.log_artifact(run_id, str(out / rel), artifact_path=parent)
     return run_id

@@ -13,24 +13,41 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.report.tables import CellStat, StudyData, direction, fmt_value, label, values
-from orchestrator.stats import t_interval
-
-UNIT_METRICS = frozenset(
-    {
-        "dice",
-        "miou",
-        "pixel_acc",
-        "solidity",
-        "nonconvex_share",
-        "multi_component_share",
-        "object_solidity",
-        "nonconvex_area_share",
-    }
+from ielcore.metric_info import metric_info
+from orchestrator.report.seedplots import (
+    Curves,
+    build_cell_results,
+    build_training_curves,
+    metric_limits,
+    plot_cell_results,
+    plot_training_curves,
 )
-"""Metrics bounded by [0, 1]: their axes are clipped to that range."""
+from orchestrator.report.tables import CellStat, StudyData, direction, fmt_value, label, values
+
+__all__ = [
+    "Curves",
+    "build_cell_results",
+    "build_metric_vs",
+    "build_training_curves",
+    "default_heatmap_factors",
+    "factor_values",
+    "plot_cell_results",
+    "plot_heatmap",
+    "plot_importances",
+    "plot_metric_vs",
+    "plot_pareto",
+    "plot_training_curves",
+]
+
 MAX_PANELS = 6  # rows / cells shown as separate panels; the rest are left out (the tables have them)
 _DPI = 80
+
+
+def _clip(metric: str, value: float) -> float:
+    """``value`` clipped to the metric's range (an interval band never leaves what the metric can take)."""
+    info = metric_info(metric)
+    clipped = None if info is None else info.clip(value)
+    return value if clipped is None else clipped
 
 
 def _plt() -> Any:
@@ -65,72 +82,106 @@ def factor_values(data: StudyData, factor: str) -> list[Any]:
     return sorted(seen.values(), key=_sort_key)
 
 
-def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path: str | Path) -> bool:
-    """Mean of each metric against a numeric factor, one line per series with its 95 % CI band.
+def _numeric(xs: Sequence[Any]) -> bool:
+    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
 
-    A series is a set of cells equal on every other factor.  Cells without the factor (the baseline
-    arm's cells for ``iel.steps``) are drawn as dashed horizontal lines with their band.
-    """
+
+def _band(s: CellStat, metric: str) -> tuple[float, float]:
+    """A cell's interval clipped to the metric's range (NaN where there is none)."""
+    if s.ci_low is None or s.ci_high is None:
+        return (np.nan, np.nan)
+    return (_clip(metric, s.ci_low), _clip(metric, s.ci_high))
+
+
+def _metric_vs_panel(
+    ax: Any,
+    data: StudyData,
+    by: Mapping[tuple[str, str], CellStat],
+    factor: str,
+    metric: str,
+    colours: list[str],
+) -> list[float]:
+    """One metric against ``factor``: a line and band per series, a dashed line and band per cell without the
+    factor; returns every value drawn (for the axis limits)."""
+    series: dict[str, tuple[str, list[tuple[float, CellStat]]]] = {}
+    flat: list[tuple[str, str, CellStat]] = []
+    for c in data.cells:
+        s = by.get((c.key, metric))
+        if s is None:
+            continue
+        rest = label(c.factors, [p for p in data.factor_order if p != factor]) or "all"
+        ckey = c.arm if f"{factor}=" in c.row else c.row
+        if factor in c.factors:
+            series.setdefault(rest, (ckey, []))[1].append((float(c.factors[factor]), s))
+        else:
+            flat.append((rest, ckey, s))
+    drawn: list[float] = []
+    for name, (ckey, pts) in series.items():
+        pts.sort(key=lambda p: p[0])
+        x = np.array([p[0] for p in pts])
+        bands = np.array([_band(p[1], metric) for p in pts], dtype=float)
+        color = f"C{colours.index(ckey) % 10}"
+        ax.plot(x, [p[1].mean for p in pts], "o-", color=color, label=name, lw=1.5, ms=4)
+        ax.fill_between(x, bands[:, 0], bands[:, 1], color=color, alpha=0.18, lw=0)
+        drawn += [p[1].mean for p in pts] + [float(v) for v in bands.flat]
+    for name, ckey, s in flat:
+        color = f"C{colours.index(ckey) % 10}"
+        ax.axhline(s.mean, color=color, ls="--", lw=1.2, label=name)
+        low, high = _band(s, metric)
+        if not math.isnan(low):
+            ax.axhspan(low, high, color=color, alpha=0.08, lw=0)
+        drawn += [s.mean, low, high]
+    return drawn
+
+
+def _legend(axes: Sequence[Any], n_used: int) -> None:
+    """The first panel's legend in the first unused panel, else in the last used one."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        return
+    if len(axes) > n_used:
+        axes[n_used].legend(handles, labels, fontsize=8, loc="center")
+    else:
+        axes[n_used - 1].legend(handles, labels, fontsize=7, loc="best")
+
+
+def build_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str) -> Any | None:
+    """Mean of each metric against a numeric factor, one line per series with its 95 % CI band (clipped to the
+    metric's range, as is the axis).  A series is a set of cells equal on every other factor; cells without
+    the factor (the baseline arm's cells for ``iel.steps``) are dashed horizontal lines with their band."""
     xs = factor_values(data, factor)
-    if len(xs) < 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs):
-        return False
+    if len(xs) < 2 or not _numeric(xs):
+        return None
     with_stats = {s.cell for s in stats}
     if not any(c.key in with_stats for c in data.cells if factor in c.factors):
-        return False
-    plt = _plt()
+        return None
     metrics = list(data.metrics)
     ncols = min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
-    axes = [list(grid.flat)]
-    for ax in axes[0][len(metrics) :]:
+    fig, grid = _plt().subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(metrics) :]:
         ax.axis("off")
     by = {(s.cell, s.metric): s for s in stats}
-    # Colour by arm when the factor separates rows (noise.rate), else by row (iel.steps within an arm);
-    # the cells without the factor are dashed lines in their row's colour.
-    colour_keys = list(dict.fromkeys(c.arm if f"{factor}=" in c.row else c.row for c in data.cells))
-    for ax, metric in zip(axes[0], metrics):
-        series: dict[str, tuple[str, list[tuple[float, CellStat]]]] = {}
-        flat: list[tuple[str, str, CellStat]] = []
-        for c in data.cells:
-            s = by.get((c.key, metric))
-            if s is None:
-                continue
-            rest = label(c.factors, [p for p in data.factor_order if p != factor]) or "all"
-            ckey = c.arm if f"{factor}=" in c.row else c.row
-            if factor in c.factors:
-                series.setdefault(rest, (ckey, []))[1].append((float(c.factors[factor]), s))
-            else:
-                flat.append((rest, ckey, s))
-        for name, (ckey, pts) in series.items():
-            pts.sort(key=lambda p: p[0])
-            x = np.array([p[0] for p in pts])
-            y = np.array([p[1].mean for p in pts])
-            color = f"C{colour_keys.index(ckey) % 10}"
-            ax.plot(x, y, "o-", color=color, label=name, lw=1.5, ms=4)
-            lo = np.array([p[1].ci_low if p[1].ci_low is not None else np.nan for p in pts], dtype=float)
-            hi = np.array([p[1].ci_high if p[1].ci_high is not None else np.nan for p in pts], dtype=float)
-            ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
-        for name, ckey, s in flat:
-            color = f"C{colour_keys.index(ckey) % 10}"
-            ax.axhline(s.mean, color=color, ls="--", lw=1.2, label=name)
-            if s.ci_low is not None and s.ci_high is not None:
-                ax.axhspan(s.ci_low, s.ci_high, color=color, alpha=0.08, lw=0)
+    # Colour by arm when the factor separates rows (noise.rate), else by row (iel.steps within an arm).
+    colours = list(dict.fromkeys(c.arm if f"{factor}=" in c.row else c.row for c in data.cells))
+    for ax, metric in zip(axes, metrics):
+        limits = metric_limits(metric, _metric_vs_panel(ax, data, by, factor, metric, colours))
+        if limits is not None:
+            ax.set_ylim(*limits)
         ax.set_xlabel(factor)
         ax.set_xticks([float(x) for x in xs])
-        if metric in UNIT_METRICS:  # a t band may reach past [0, 1]; the metric cannot
-            low, high = ax.get_ylim()
-            ax.set_ylim(max(low, -0.02), min(high, 1.02))
         ax.set_ylabel(f"{metric} ({'higher' if direction(metric) == 'maximize' else 'lower'} is better)")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        spare = axes[0][len(metrics)] if len(axes[0]) > len(metrics) else None
-        if spare is not None:  # an empty panel holds the legend
-            spare.legend(handles, labels, fontsize=8, loc="center")
-        else:
-            axes[0][len(metrics) - 1].legend(handles, labels, fontsize=7, loc="best")
+    _legend(axes, len(metrics))
     fig.suptitle(f"{data.name}: final metrics vs {factor} (mean over seeds, 95 % CI)", fontsize=10)
+    return fig
+
+
+def plot_metric_vs(data: StudyData, stats: Sequence[CellStat], factor: str, path: str | Path) -> bool:
+    fig = build_metric_vs(data, stats, factor)
+    if fig is None:
+        return False
     _save(fig, path)
     return True
 
@@ -199,54 +250,6 @@ def _num(text: str) -> Any:
         return float(text)
     except ValueError:
         return text
-
-
-Curves = Mapping[str, Mapping[str, Sequence[Sequence[tuple[int, float]]]]]
-"""cell key -> metric -> one ``[(epoch, value), ...]`` list per trial."""
-
-
-def plot_training_curves(data: StudyData, curves: Curves, metrics: Sequence[str], path: str | Path) -> bool:
-    """Per-epoch ``metrics`` of each cell (mean over its trials, 95 % t band), one panel row per report
-    row (at most :data:`MAX_PANELS`), one line per arm."""
-    present = [m for m in metrics if any(len(v) > 1 for c in curves.values() for v in c.get(m, []))]
-    if not present:
-        return False
-    rows = data.rows[:MAX_PANELS]
-    arms = list(dict.fromkeys(c.arm for c in data.cells))
-    plt = _plt()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(
-        len(rows), len(present), figsize=(4.5 * len(present), 2.8 * len(rows)), squeeze=False
-    )
-    for r, row in enumerate(rows):
-        for m, metric in enumerate(present):
-            ax = axes[r][m]
-            for cell in (c for c in data.cells if c.row == row):
-                per_trial = [dict(t) for t in curves.get(cell.key, {}).get(metric, []) if t]
-                epochs = sorted({e for t in per_trial for e in t})
-                if not epochs:
-                    continue
-                mean, lo, hi = [], [], []
-                for e in epochs:
-                    vals = [t[e] for t in per_trial if e in t and math.isfinite(t[e])]
-                    mean.append(float(np.mean(vals)) if vals else np.nan)
-                    low, high = t_interval(vals) if len(vals) > 1 else (None, None)
-                    lo.append(np.nan if low is None else low)
-                    hi.append(np.nan if high is None else high)
-                color = f"C{arms.index(cell.arm) % 10}"
-                ax.plot(epochs, mean, "-", color=color, label=cell.arm, lw=1.5)
-                ax.fill_between(epochs, lo, hi, color=color, alpha=0.15, lw=0)
-            ax.set_title(f"{row}", fontsize=9)
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-            if r == 0 and m == len(present) - 1:
-                ax.legend(fontsize=7)
-    fig.suptitle(f"{data.name}: training curves (mean over seeds, 95 % CI)", fontsize=10)
-    _save(fig, path)
-    return True
 
 
 def plot_importances(importances: Mapping[str, Mapping[str, float]], path: str | Path) -> bool:

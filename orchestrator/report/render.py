@@ -1,6 +1,6 @@
 """A report as a list of blocks, rendered to Markdown or to a standalone HTML page.
 
-Blocks: :class:`Heading`, :class:`Paragraph`, :class:`Table`, :class:`Image`.  Table cells are strings;
+Blocks: :class:`Heading`, :class:`Paragraph`, :class:`Bullets`, :class:`Table`, :class:`Image`.  Table cells are strings;
 a :class:`Strong` string is shown bold (the best arm of a row).
 """
 
@@ -10,8 +10,11 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-FORMATS: dict[str, str] = {"md": "report.md", "html": "report.html"}
+FORMATS: dict[str, str] = {"markdown": "report.md", "html": "report.html"}
 """Report formats and the file each writes."""
+
+FORMAT_ALIASES: dict[str, str] = {"md": "markdown"}
+"""Other accepted spellings of a format name (the CLI shows only the names of :data:`FORMATS`)."""
 
 
 class Strong(str):
@@ -30,6 +33,13 @@ class Paragraph:
 
 
 @dataclass(frozen=True)
+class Bullets:
+    """A bulleted list of one-line items (the report's verdicts)."""
+
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
@@ -41,7 +51,7 @@ class Image:
     path: str  # relative to the report file
 
 
-Block = Heading | Paragraph | Table | Image
+Block = Heading | Paragraph | Bullets | Table | Image
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
@@ -51,6 +61,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             out.append(f"{'#' * b.level} {b.text}")
         elif isinstance(b, Paragraph):
             out.append(b.text)
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
             lines = ["| " + " | ".join(b.header) + " |", "|" + "|".join("---" for _ in b.header) + "|"]
             for row in b.rows:
@@ -90,6 +102,8 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
             out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
         elif isinstance(b, Paragraph):
             out.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in b.items) + "</ul>")
         elif isinstance(b, Table):
             out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.header))
             out.append("</tr></thead><tbody>")
@@ -112,7 +126,8 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
 
 
 def render(blocks: Sequence[Block], fmt: str, title: str) -> str:
-    if fmt == "md":
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
+    if fmt == "markdown":
         return to_markdown(blocks)
     if fmt == "html":
         return to_html(blocks, title)

@@ -9,11 +9,11 @@ Vocabulary (see :func:`assign_rows`):
   with it on every other factor they both have (``noise.rate=0.4``).  Within a row the best arm of each
   metric is marked; every other arm is compared with the row's baseline cell, paired on seed.
 
-Statistics (:mod:`orchestrator.stats`): per cell n seeds, mean, sample std (ddof 1) and the 95 % t
-interval ``mean ± t_{0.975,n-1} s/√n`` (percentile bootstrap on request).  Per comparison the mean of the
-paired differences ``d_i = arm_i − baseline_i`` (same seed) with its interval, the paired t-test and the
-Wilcoxon signed-rank p-values, each Holm-corrected over *all* comparisons of the report (every metric and
-cell), and the effect size Cohen's ``d_z = mean(d) / sd(d)``.
+Statistics (:mod:`orchestrator.stats.cells`, the one path ``iel results`` uses too): per cell n seeds,
+mean, sample std (ddof 1) and the 95 % t interval ``mean ± t_{0.975,n-1} s/√n`` clipped to the metric's
+range (percentile bootstrap on request).  Per comparison the mean of the paired differences
+``d_i = arm_i − baseline_i`` (same seed) with its interval, the paired t-test and the Wilcoxon signed-rank
+p-values, each Holm-corrected within that metric's comparisons, and Cohen's ``d_z = mean(d) / sd(d)``.
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from orchestrator.db import ResultsDB, TrialRecord, TrialState
-from orchestrator.stats import Summary, bootstrap_interval, describe, holm, paired
-from orchestrator.study import METRICS
+from orchestrator.stats.cells import (
+    CellInput,
+    CellStat,
+    Comparison,
+    compare_cells,
+    summarise_cells,
+)
+from orchestrator.stats.cells import direction as direction  # re-exported for the plots
 
 REPORT_METRICS: tuple[str, ...] = ("dice", "miou", "pixel_acc")
 """Metrics every report shows; :data:`OPTIONAL_METRICS` are added when the trials recorded them."""
 OPTIONAL_METRICS: tuple[str, ...] = ("solidity", "nonconvex_share", "object_solidity", "nonconvex_area_share")
-
-
-def direction(metric: str) -> str:
-    """``maximize`` or ``minimize`` (from :data:`orchestrator.study.METRICS`; unknown metrics maximise)."""
-    return METRICS.get(metric, "maximize")
 
 
 def fmt_value(value: Any) -> str:
@@ -199,136 +200,40 @@ def load_study_data(db: ResultsDB, study: str, arm_factors: Sequence[str] | None
     )
 
 
+def cell_inputs(data: StudyData) -> list[CellInput]:
+    """The study's cells as the statistics path reads them (final values by seed, plan order)."""
+    return [
+        CellInput(
+            key=c.key,
+            row=c.row,
+            arm=c.arm,
+            is_baseline=c.is_baseline,
+            baseline_key=c.baseline_key,
+            trials=tuple((t.seed, dict(t.final_metrics)) for t in c.trials),
+        )
+        for c in data.cells
+    ]
+
+
 def values(cell: CellData, metric: str) -> list[float]:
-    out = []
-    for t in cell.trials:
-        v = t.final_metrics.get(metric)
-        if v is not None and math.isfinite(v):
-            out.append(float(v))
-    return out
-
-
-def by_seed(cell: CellData, metric: str) -> dict[int, float]:
-    """Seed -> final value (the first trial of a seed; grid cells have one trial per seed)."""
-    out: dict[int, float] = {}
-    for t in cell.trials:
-        v = t.final_metrics.get(metric)
-        if v is not None and math.isfinite(v) and t.seed not in out:
-            out[t.seed] = float(v)
-    return out
-
-
-@dataclass(frozen=True)
-class CellStat:
-    cell: str
-    row: str
-    arm: str
-    metric: str
-    is_baseline: bool
-    n: int
-    mean: float
-    std: float | None
-    ci_low: float | None
-    ci_high: float | None
-    best: bool  # best mean of the metric within its row (ties all marked)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    cell: str
-    baseline_cell: str
-    row: str
-    arm: str
-    metric: str
-    n: int  # number of seed pairs
-    mean_diff: float  # mean of arm - baseline
-    ci_low: float | None
-    ci_high: float | None
-    p_t: float | None
-    p_wilcoxon: float | None
-    p_t_holm: float | None
-    p_wilcoxon_holm: float | None
-    effect_size: float | None  # Cohen's d_z
+    """The cell's finite values of ``metric`` (a trial without one is left out, never counted as 0)."""
+    return [
+        float(v) for t in cell.trials if (v := t.final_metrics.get(metric)) is not None and math.isfinite(v)
+    ]
 
 
 def summarise(data: StudyData, bootstrap: bool = False) -> list[CellStat]:
     """One :class:`CellStat` per cell and metric (cells without a finished trial are left out)."""
-    stats: list[CellStat] = []
-    for metric in data.metrics:
-        summaries: dict[str, Summary] = {}
-        for cell in data.cells:
-            x = values(cell, metric)
-            if x:
-                summaries[cell.key] = describe(x, bootstrap=bootstrap)
-        sign = 1.0 if direction(metric) == "maximize" else -1.0
-        best_of_row: dict[str, float] = {}
-        for cell in data.cells:
-            if cell.key in summaries:
-                v = sign * summaries[cell.key].mean
-                best_of_row[cell.row] = max(best_of_row.get(cell.row, -math.inf), v)
-        for cell in data.cells:
-            s = summaries.get(cell.key)
-            if s is None:
-                continue
-            stats.append(
-                CellStat(
-                    cell=cell.key,
-                    row=cell.row,
-                    arm=cell.arm,
-                    metric=metric,
-                    is_baseline=cell.is_baseline,
-                    n=s.n,
-                    mean=s.mean,
-                    std=s.std,
-                    ci_low=s.ci_low,
-                    ci_high=s.ci_high,
-                    best=sign * s.mean == best_of_row[cell.row],
-                )
-            )
-    return stats
+    return summarise_cells(cell_inputs(data), data.metrics, bootstrap=bootstrap)
 
 
 def compare(data: StudyData, bootstrap: bool = False) -> list[Comparison]:
     """Every non-baseline cell against its row's baseline cell, per metric, paired on seed; Holm's
-    correction runs over the whole list (separately for the t and the Wilcoxon p-values).
+    correction runs within each metric's comparisons (separately for the t and the Wilcoxon p-values).
 
     A searched study gives none: its cells hold search trials with different parameters, not replicates.
     """
-    if data.searched:
-        return []
-    raw: list[dict[str, Any]] = []
-    for metric in data.metrics:
-        for cell in data.cells:
-            if cell.baseline_key is None:
-                continue
-            arm, base = by_seed(cell, metric), by_seed(data.cell(cell.baseline_key), metric)
-            seeds = sorted(set(arm) & set(base))
-            if not seeds:
-                continue
-            a, b = [arm[s] for s in seeds], [base[s] for s in seeds]
-            p = paired(a, b)
-            low, high = p.ci_low, p.ci_high
-            if bootstrap:
-                low, high = bootstrap_interval([x - y for x, y in zip(a, b)])
-            raw.append(
-                dict(
-                    cell=cell.key,
-                    baseline_cell=cell.baseline_key,
-                    row=cell.row,
-                    arm=cell.arm,
-                    metric=metric,
-                    n=p.n,
-                    mean_diff=p.mean_diff,
-                    ci_low=low,
-                    ci_high=high,
-                    p_t=p.p_t,
-                    p_wilcoxon=p.p_wilcoxon,
-                    effect_size=p.effect_size,
-                )
-            )
-    t_adj = holm([r["p_t"] for r in raw])
-    w_adj = holm([r["p_wilcoxon"] for r in raw])
-    return [Comparison(**r, p_t_holm=t, p_wilcoxon_holm=w) for r, t, w in zip(raw, t_adj, w_adj)]
+    return compare_cells(cell_inputs(data), data.metrics, searched=data.searched, bootstrap=bootstrap)
 
 
 def to_json(data: StudyData, stats: Sequence[CellStat], comparisons: Sequence[Comparison]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Safe loading of YAML study files.
+"""Safe loading of YAML files: study files and trial configurations (``iel train``).
 
-:func:`load_yaml_file` is the one place a study file is read.  It refuses, with a message naming the
+:func:`load_yaml_file` is the one place a YAML file is read.  It refuses, with a message naming the
 file and the fix:
 
 - files larger than ``max_bytes`` (checked before reading);
@@ -9,7 +9,10 @@ file and the fix:
 - explicit tags (``!!python/object``, ``!!binary``, ``!!set``, ...): only plain mappings, lists,
   strings, numbers, booleans and null are allowed, so loading never constructs arbitrary objects;
 - duplicate keys in a mapping (PyYAML silently keeps the last one: a classic way to lose a factor);
-- a document that is not a mapping.
+- a document that is not a mapping;
+- a document with over :data:`ielcore.fields.MAX_NODES` values once YAML aliases are expanded, or nested
+  deeper than :data:`ielcore.fields.MAX_DEPTH` (an "alias bomb" of a few hundred bytes otherwise expands
+  to gigabytes when the configuration is copied or hashed).
 
 Timestamps (``2024-01-01``) are kept as strings, so every loaded value is JSON-compatible.
 """
@@ -23,6 +26,7 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from ielcore.errors import SpecError
+from ielcore.fields import check_plain
 
 DEFAULT_MAX_BYTES = 1_000_000
 
@@ -92,7 +96,7 @@ def parse_yaml_text(text: str, source: str | None = None) -> Any:
         return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except _TagNotAllowed as e:
         raise SpecError(
-            f"{e.problem} ({_where(e)}): tags such as !!python/object are not allowed in a study file; "
+            f"{e.problem} ({_where(e)}): tags such as !!python/object are not allowed in a YAML file here; "
             "write plain mappings, lists, strings, numbers, booleans and null",
             source=source,
         ) from e
@@ -115,8 +119,11 @@ def parse_yaml_text(text: str, source: str | None = None) -> Any:
         raise SpecError("the YAML document is nested too deeply; flatten it", source=source) from e
 
 
-def load_yaml_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """Read a YAML mapping from ``path`` safely (see the module docstring for what is refused)."""
+def load_yaml_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, *, what: str = "study file") -> Any:
+    """Read a YAML mapping from ``path`` safely (see the module docstring for what is refused).
+
+    ``what`` names the kind of file in messages (``"study file"``, ``"trial configuration"``).
+    """
     source = str(path)
     p = Path(path)
     try:
@@ -129,8 +136,8 @@ def load_yaml_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise SpecError("is a directory, not a file; give the path of a .yaml file", source=source)
     if size > max_bytes:
         raise SpecError(
-            f"the file is {size:,} bytes, over the limit of {max_bytes:,} bytes for a study file; "
-            "a study lists factors, not data: move large content out of it",
+            f"the file is {size:,} bytes, over the limit of {max_bytes:,} bytes for a {what}; "
+            "it lists settings, not data: move large content out of it",
             source=source,
         )
     try:
@@ -140,7 +147,7 @@ def load_yaml_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise SpecError(f"cannot read the file ({e.strerror}); check its permissions", source=source) from e
     if len(data) > max_bytes:
         raise SpecError(
-            f"the file is over the limit of {max_bytes:,} bytes for a study file; shorten it", source=source
+            f"the file is over the limit of {max_bytes:,} bytes for a {what}; shorten it", source=source
         )
     try:
         text = data.decode("utf-8-sig")
@@ -154,13 +161,19 @@ def load_yaml_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     doc = parse_yaml_text(text, source=source)
     if doc is None:
         raise SpecError(
-            "the file is empty; a study file is a YAML mapping starting with 'version: 1'", source=source
+            f"the file is empty; a {what} is a YAML mapping"
+            + (" starting with 'version: 1'" if what == "study file" else " of settings (epochs: 5, ...)"),
+            source=source,
         )
     if not isinstance(doc, dict):
         raise SpecError(
             f"the document must be a YAML mapping (key: value lines), but it is a {_kind(doc)}",
             source=source,
         )
+    try:
+        check_plain(doc)
+    except SpecError as e:
+        raise e.located(source=source) from None
     return doc
 
 

@@ -37,7 +37,9 @@ class Paired:
     effect_size: float | None  # Cohen's d_z
 
 
-def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float | None, float | None]:
+def t_interval(
+    values: Sequence[float] | np.ndarray, level: float = 0.95
+) -> tuple[float | None, float | None]:
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return None, None
