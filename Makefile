@@ -29,6 +29,7 @@ test: $(VENV)/.installed postgres browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ielcore workers orchestrator tests benchmarks
+	$(VENV)/bin/ruff format --check ielcore workers orchestrator tests benchmarks
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed

@@ -25,9 +25,7 @@ def lookup(registry: Mapping[str, T], kind: str, name: object) -> T:
     return registry[name]
 
 
-def signature_params(
-    factory: Callable[..., Any], skip: tuple[str, ...] = ()
-) -> dict[str, inspect.Parameter]:
+def signature_params(factory: Callable[..., Any], skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
     """The keyword parameters of ``factory`` (``__init__`` for classes), minus ``skip``."""
     target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     params = {}

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator.cli_report import report_parsers
 from orchestrator.cli_train import cmd_train
 from orchestrator.cliutil import (
     HelpFormatter,
@@ -110,10 +111,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _decision_lines(args: argparse.Namespace, spec: Any) -> list[str]:
     """One line per comparison of a study with ``decide:`` (from :mod:`orchestrator.decisions`)."""
-    from orchestrator.decisions import describe, study_decisions
+    from orchestrator.decisions import arm_labels, describe, study_decisions
 
     with _db(args) as db:
-        return [describe(d) for d in study_decisions(db, spec.name, spec.decide)]
+        labels = arm_labels(db, spec.name)
+        return [describe(d, labels) for d in study_decisions(db, spec.name, spec.decide)]
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
@@ -159,7 +161,25 @@ def cmd_results(args: argparse.Namespace) -> int:
         baseline = (study.spec or {}).get("baseline") if not group_by else None
         rows = results_rows(db, args.study, metric=args.metric, group_by=group_by, baseline=baseline)
         _print(format_rows(rows, args.format, args.metric))
+        if args.format in ("table", "markdown") and not group_by:
+            _print_stored_decisions(db, args.study)
         return EXIT_OK
+
+
+def _print_stored_decisions(db: Any, study: str) -> None:
+    """The decisions the driver stored (view ``iel_decisions``), one line each, after the table."""
+    from orchestrator.db.comparisons import load_decisions
+    from orchestrator.decisions import arm_labels, describe_row
+
+    stored = load_decisions(db, study)
+    if stored:
+        labels = arm_labels(db, study)
+        _print("")
+        _print(
+            f"decisions ({stored[0].metric}, margin {stored[0].margin}, per-comparison alpha {stored[0].alpha:.4g}):"
+        )
+        for r in stored:
+            _print(f"  {describe_row(r, labels)}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -205,88 +225,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from orchestrator.ui import serve_mlflow
 
-    return serve_mlflow(_settings(args), host=args.host, port=args.port)
-
-
-# ------------------------------------------------------------------ reports and dashboards (report/)
-def cmd_report(args: argparse.Namespace) -> int:
-    from orchestrator.report import build_report
-
-    settings = _settings(args)
-    _db(args, upgrade=False).close()  # a clear error when there is no results database
-    arms = [a for a in (args.arm or "").split(",") if a] or None
-    heatmap = None
-    if args.heatmap:
-        parts = [p for p in args.heatmap.split(",") if p]
-        if len(parts) != 2:
-            from ielcore.errors import SpecError
-
-            raise SpecError(f"--heatmap expects two factor paths X,Y, got {args.heatmap!r}")
-        heatmap = (parts[0], parts[1])
-    report = build_report(
-        settings,
-        args.study,
-        args.out,
-        fmt=args.format,
-        bootstrap=args.bootstrap,
-        arm_factors=arms,
-        heatmap=heatmap,
-        log_to_mlflow=False,
-    )
-    _print(
-        f"report of study {args.study}: {report.path} ({len(report.figures)} figures, "
-        f"{len(report.prediction_grids)} prediction grids, {len(report.comparisons)} comparisons)"
-    )
-    if args.no_mlflow:
-        return EXIT_OK
-    from orchestrator.report import log_report
-    from orchestrator.tracking import TrackingUnavailable
-
-    try:
-        run_id = log_report(settings, args.study, report.out_dir)
-    except TrackingUnavailable as e:
-        print(f"error: the report is written but not logged to MLflow: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    if run_id:
-        _print(f"logged under report/ to MLflow run {run_id} (the study's parent run)")
-    else:
-        _print("not logged to MLflow: the study has no MLflow parent run in this tracking store")
-    return EXIT_OK
-
-
-def cmd_optuna_dashboard(args: argparse.Namespace) -> int:
-    from orchestrator.dashboards import serve_optuna_dashboard
-
-    return serve_optuna_dashboard(
-        _settings(args), args.study, host=args.host, port=args.port, announce=_print
-    )
-
-
-def _report_parsers(sub: Any, add: Any, stores: Any) -> None:
-    p = add("report", "statistics, comparisons and figures of a study (Markdown or HTML)")
-    p.add_argument("study", help="the study's name")
-    stores(p)
-    p.add_argument(
-        "--out",
-        help="output folder (default <home>/reports/STUDY); files `iel report` did not write are never touched",
-    )
-    p.add_argument(
-        "--format", type=output_format, choices=("markdown", "html"), default="markdown", help="report format"
-    )
-    p.add_argument("--bootstrap", action="store_true", help="percentile-bootstrap CIs instead of t intervals")
-    p.add_argument("--arm", help="comma-separated arm factors (default: the baseline's keys)")
-    p.add_argument(
-        "--heatmap", metavar="X,Y", help="the two factors of the heatmap (default: first two varied)"
-    )
-    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to the study's MLflow run")
-    p.set_defaults(func=cmd_report)
-
-    p = add("optuna-dashboard", "optuna-dashboard over a study's cell studies (127.0.0.1)")
-    p.add_argument("study", help="the study's name")
-    stores(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8080, help="TCP port; 0 lets the OS choose a free port")
-    p.set_defaults(func=cmd_optuna_dashboard)
+    return serve_mlflow(_settings(args), host=args.host, port=args.port, study=args.study, announce=_print)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -421,11 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db)
 
     p = add("ui", "MLflow UI on the study store (127.0.0.1)")
+    p.add_argument("study", nargs="?", help="open on this study's experiment (default: the experiments list)")
     stores(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=5000, help="TCP port")
     p.set_defaults(func=cmd_ui)
-    _report_parsers(sub, add, stores)
+    report_parsers(sub, add, stores)
     return parser
 
 

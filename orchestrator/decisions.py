@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from orchestrator.db import ResultsDB
+from orchestrator.db.comparisons import DecisionRow
 from orchestrator.report.tables import StudyData, cell_inputs, load_study_data
 from orchestrator.stats import CellDecision, CellInput, decide_cells, trial_score
 from orchestrator.study_decide import DecideSpec, Score
@@ -48,19 +49,51 @@ def study_decisions(db: ResultsDB, study: str, decide: DecideSpec) -> list[CellD
     return decisions_of(scored_inputs(db, data, decide), decide)
 
 
+def arm_labels(db: ResultsDB, study: str) -> dict[str, str]:
+    """``cell key -> short arm label`` (``heat_mild``, ``iel.type=heat,iel.steps=10``) for :func:`describe`."""
+    data = load_study_data(db, study)
+    return {c.key: c.arm.removeprefix("arm=") for c in data.cells}
+
+
 def describe(d: CellDecision, labels: dict[str, str] | None = None) -> str:
-    """One line, e.g. ``heat dt 0.05 N 10 vs plain at noise 0.4: better, +0.011 [+0.004, +0.019], decided at
-    12 seeds``."""
+    """One line, e.g. ``heat_mild vs plain_ce: better, +0.0110 [+0.0040, +0.0190], decided at 12 seeds``."""
     labels = labels or {}
     dec = d.decision
-    arm = labels.get(d.cell, d.arm)
-    base = labels.get(d.baseline_cell, "baseline")
-    where = "" if d.row in ("", "all") else f" at {d.row}"
-    if dec.estimate is None:
-        return f"{arm} vs {base}{where}: undecided, no finished pair yet"
-    low = "-inf" if dec.cs_low is None else f"{dec.cs_low:+.4f}"
-    high = "+inf" if dec.cs_high is None else f"{dec.cs_high:+.4f}"
-    when = (
-        f"decided at {dec.decided_at_n} seeds" if dec.decided_at_n is not None else f"after {dec.n} seeds"
+    return verdict(
+        labels.get(d.cell, d.arm.removeprefix("arm=")),
+        labels.get(d.baseline_cell, "baseline"),
+        d.row,
+        dec.decision.value,
+        dec.estimate,
+        dec.cs_low,
+        dec.cs_high,
+        dec.n,
+        dec.decided_at_n,
     )
-    return f"{arm} vs {base}{where}: {dec.decision.value}, {dec.estimate:+.4f} [{low}, {high}], {when}"
+
+
+def describe_row(r: DecisionRow, labels: dict[str, str]) -> str:
+    """:func:`describe` for a stored decision (the view ``iel_decisions``)."""
+    arm, base = labels.get(r.cell_key, r.cell_key), labels.get(r.baseline_key, r.baseline_key)
+    return verdict(arm, base, "", r.decision, r.estimate, r.cs_low, r.cs_high, r.n, r.decided_at_n)
+
+
+def verdict(
+    arm: str,
+    base: str,
+    row: str,
+    decision: str,
+    estimate: float | None,
+    cs_low: float | None,
+    cs_high: float | None,
+    n: int,
+    decided_at_n: int | None,
+) -> str:
+    """The one-line form every output shows (submit's table, ``iel results``, the report, the progress table)."""
+    where = "" if row in ("", "all") else f" at {row}"
+    if estimate is None:
+        return f"{arm} vs {base}{where}: undecided, no finished pair yet"
+    low = "-inf" if cs_low is None else f"{cs_low:+.4f}"
+    high = "+inf" if cs_high is None else f"{cs_high:+.4f}"
+    when = f"decided at {decided_at_n} seeds" if decided_at_n is not None else f"after {n} seeds"
+    return f"{arm} vs {base}{where}: {decision}, {estimate:+.4f} [{low}, {high}], {when}"

@@ -284,8 +284,12 @@ def repair_missing_runs(
             tracker, exp_id, parent, f"{rec.cell_key} seed={rec.seed}", rec.config, {**tags(rec), **extra}
         )
         source = rec.reused_from_id if rec.reused_from_id is not None else rec.id
-        rows = [(int(e), n, float(v)) for e, n, v in db.epoch_metrics(source) if v is not None]
-        rows += [(0, f"final_{k}", float(v)) for k, v in rec.final_metrics.items() if v is not None]
-        tracker.finish(run_id, "FINISHED", metrics=rows)
+        from orchestrator.tracking import trial_metric_rows
+
+        epochs: dict[int, dict[str, float]] = {}
+        for e, n, v in db.epoch_metrics(source):
+            if v is not None:
+                epochs.setdefault(int(e), {})[n] = float(v)
+        tracker.finish(run_id, "FINISHED", metrics=trial_metric_rows(epochs, rec.final_metrics))
         db.set_references(rec.id, mlflow_run_id=run_id)
     return len(lost.trial_ids)

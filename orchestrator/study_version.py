@@ -124,7 +124,7 @@ def canonical_spec(spec: StudySpec) -> dict[str, Any]:
         "seeds": (
             {"adaptive": dataclasses.asdict(spec.adaptive)} if spec.adaptive is not None else list(spec.seeds)
         ),
-        "decide": _jsonable(dataclasses.asdict(spec.decide)) if spec.decide is not None else None,
+        "decide": _decide_doc(spec),
         "search": None
         if search is None
         else {
@@ -164,6 +164,16 @@ def normalize(stored: Mapping[str, Any]) -> dict[str, Any]:
     if stored.get("canonical_format") == CANONICAL_FORMAT:
         return _jsonable(dict(stored))
     return _jsonable(canonical_spec(parse_study(dict(stored))))
+
+
+def _decide_doc(spec: StudySpec) -> dict[str, Any] | None:
+    """``decide:`` as a document the study parser accepts again (``k`` only with ``score: mean_last_k``)."""
+    if spec.decide is None:
+        return None
+    doc = _jsonable(dataclasses.asdict(spec.decide))
+    if doc.get("score") != "mean_last_k":
+        doc.pop("k", None)
+    return doc
 
 
 def rename(spec: StudySpec, new_name: str) -> StudySpec:

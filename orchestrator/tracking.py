@@ -129,11 +129,16 @@ def relocate_store(mlflow_uri: str, artifact_root: str | None) -> int:
                     (new, len(location) + 1, exp_id, len(location), location),
                 )
                 moved += 1
-    except sqlite3.Error as e:
-        raise TrackingUnavailable(
-            f"cannot point the MLflow store {path} at the home's artifacts {root} ({e}); make sure the "
-            "home is writable"
-        ) from e
+    except sqlite3.Error as e:  # e.g. a read-only home: reading still works, so only warn
+        import logging
+
+        logging.getLogger("orchestrator.tracking").warning(
+            "cannot point the MLflow store %s at the home's artifacts %s (%s); runs keep their recorded "
+            "artifact locations until the home is writable",
+            path,
+            root,
+            e,
+        )
     finally:
         conn.close()
     return moved
@@ -294,6 +299,36 @@ class Tracker:
         params = [Param(k, v) for k, v in flatten(tracked_params(config)).items()]
         for i in range(0, len(params), _PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + _PARAM_BATCH], synchronous=True)
+        self.log_dataset(run_id, config)
+
+    def log_dataset(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """Log a trial's dataset as the run's input (MLflow's Datasets): named by its type, its digest the
+        folder's file fingerprint (``data.fingerprint``) or a hash of the data section, its source the folder
+        (``data.root``) or the generator in :mod:`ielcore.data`.  No-op trials read no data: nothing."""
+        import hashlib
+        import json
+
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        data = config.get("data")
+        if not isinstance(data, Mapping) or config.get("kind", "train") == "noop":
+            return
+        kind = str(data.get("type", "data"))
+        digest = (
+            str(data.get("fingerprint") or "")
+            or hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        )
+        if data.get("root"):
+            from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+            source: Any = resolve_dataset_source(Path(str(data["root"])).resolve().as_uri())
+        else:
+            source = CodeDatasetSource({"generator": f"ielcore.data.{kind}", **flatten(data)})
+        dataset = MetaDataset(source, name=kind, digest=digest[:36])  # type: ignore[abstract]
+        tags = [InputTag("mlflow.data.context", "train")]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
 
     def log_metrics(
         self, run_id: str, rows: Sequence[tuple[int, str, float]], tags: Mapping[str, str] | None = None

@@ -110,14 +110,14 @@ def serve_mlflow(
     if settings.mlflow_uri.startswith(("http://", "https://")):
         url = settings.mlflow_uri.rstrip("/")
         if study:
-            url += f"/#/experiments/{study_experiment(settings, study)}"
+            url += f"/#/experiments/{study_experiment(settings, study)}/runs"
         announce(f"the study store is an MLflow server already: open {url} in a browser")
         return 0
     _check_store(settings)
     relocate_artifacts(settings)
     url = f"http://{host}:{port}"
     if study:
-        url += f"/#/experiments/{study_experiment(settings, study)}"
+        url += f"/#/experiments/{study_experiment(settings, study)}/runs"
     if port_in_use(host, port):
         raise busy_port_error(host, port, "ui")
     proc = subprocess.Popen(

@@ -25,9 +25,9 @@ from orchestrator.driver import StudyRunner
 from orchestrator.settings import Settings
 from orchestrator.study import load_study
 from tests.studyfiles import write_study
+from tests.test_faults import wait_for
 from tests.test_faults_cluster import Driver, drivers, states  # noqa: F401  (fixture)
 from tests.test_orchestrator import assert_consistent
-from tests.test_faults import wait_for
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -116,7 +116,9 @@ def test_clear_effect_stops_early_null_ends_equivalent_or_at_max(tmp_path: Path,
 
 
 def test_killed_driver_resumes_to_the_same_decisions(
-    tmp_path: Path, iel_home: Path, drivers: list[Driver]  # noqa: F811
+    tmp_path: Path,
+    iel_home: Path,
+    drivers: list[Driver],  # noqa: F811
 ) -> None:
     """SIGKILL the driver mid-study, submit again: the same seeds and decisions as an uninterrupted run in
     another home, and no trial recorded twice."""

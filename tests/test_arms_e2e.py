@@ -55,5 +55,6 @@ def test_arm_names_reach_the_database_tables_and_mlflow(tmp_path: Path, iel_home
     client = MlflowClient(settings.mlflow_uri)
     exp = client.get_experiment_by_name("iel/armed")
     assert exp is not None
-    names = {r.info.run_name for r in client.search_runs([exp.experiment_id], "tags.`iel.role` = 'cell'")}
-    assert names == set(pairs)
+    cells = client.search_runs([exp.experiment_id], "tags.`iel.role` = 'cell'")
+    assert {r.data.tags["iel.cell"] for r in cells} == set(pairs)  # full keys in tags, short run names
+    assert "sgd_fast · noise 0.2" in {r.info.run_name for r in cells}

@@ -21,8 +21,11 @@ from orchestrator import cli
 from orchestrator.settings import Settings
 from tests.studyfiles import noop_study, write_study
 from tests.test_faults import assert_exactly_once, wait_for
-from tests.test_faults_cluster import Driver, drivers, states  # noqa: F401  (fixture)
+from tests.test_faults_cluster import Driver, states
+from tests.test_faults_cluster import drivers as drivers_fixture
 from tests.test_orchestrator import assert_consistent
+
+drivers = drivers_fixture  # the fixture: `iel submit` processes, killed at teardown
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
@@ -70,7 +73,12 @@ def test_disk_full_mid_study_one_message_then_resume_completes(
     monkeypatch.setenv("IEL_HOME", str(home))
     doc = noop_study(
         "full",
-        base={"kind": "noop", "epochs": 4, "noop": {"sleep_s": 1.0}, "optimizer": {"type": "adam", "lr": 1e-3}},
+        base={
+            "kind": "noop",
+            "epochs": 4,
+            "noop": {"sleep_s": 1.0},
+            "optimizer": {"type": "adam", "lr": 1e-3},
+        },
         factors={"noise.rate": [0.0, 0.1, 0.2]},
         baseline={"noise.rate": 0.0},
         seeds=1,
@@ -80,7 +88,9 @@ def test_disk_full_mid_study_one_message_then_resume_completes(
     path = write_study(tmp_path, doc)
     driver = Driver(path, home, "--address", str(ray.get_runtime_context().gcs_address))
     drivers.append(driver)
-    wait_for("a trial to run", lambda: driver.proc.poll() is not None or states(home / "iel.db").get("RUNNING"))
+    wait_for(
+        "a trial to run", lambda: driver.proc.poll() is not None or states(home / "iel.db").get("RUNNING")
+    )
     assert driver.proc.poll() is None, driver.output()
     filler = fill(small_disk)
     code = driver.proc.wait(timeout=300)

@@ -27,8 +27,11 @@ from orchestrator.driver.cluster import CLEANING_UP
 from orchestrator.settings import Settings
 from tests.studyfiles import noop_study, write_study
 from tests.test_faults import assert_exactly_once, optuna_trials, trial_runs, wait_for
-from tests.test_faults_cluster import Driver, drivers, states  # noqa: F401  (fixture)
+from tests.test_faults_cluster import Driver, states
+from tests.test_faults_cluster import drivers as drivers_fixture
 from tests.test_orchestrator import assert_consistent
+
+drivers = drivers_fixture  # the fixture: `iel submit` processes, killed at teardown
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
@@ -71,7 +74,9 @@ def _check_interrupted(home: Path, study: str, signame: str) -> None:
     runs = {r.info.run_id: r for r in trial_runs(settings, study)}
     run = runs[stopped[0].mlflow_run_id]
     assert run.info.status == "KILLED" and "interrupted" in run.data.tags["iel.error"]
-    failed = [t for t in optuna_trials(settings, study) if t.user_attrs["trial_hash"] == stopped[0].trial_hash]
+    failed = [
+        t for t in optuna_trials(settings, study) if t.user_attrs["trial_hash"] == stopped[0].trial_hash
+    ]
     assert [t.state.name for t in failed] == ["FAIL"]
     assert_nothing_running(home, study)
 
@@ -87,6 +92,7 @@ def assert_nothing_running(home: Path, study: str) -> None:
         db.close()
     client = MlflowClient(settings.mlflow_uri)
     exp = client.get_experiment_by_name(f"iel/{study}")
+    assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=10000)
     assert not [r.data.tags.get("iel.role") for r in runs if r.info.status == "RUNNING"]
     assert not [t.number for t in optuna_trials(settings, study) if t.state.name in ("RUNNING", "WAITING")]
@@ -96,7 +102,9 @@ def test_sigterm_is_a_clean_interrupt_with_status_143(tmp_path: Path, iel_home: 
     path = _study(tmp_path, "sigterm")
     driver = Driver(path, iel_home, "--address", _address())
     drivers.append(driver)
-    wait_for("a trial to run", lambda: driver.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING"))
+    wait_for(
+        "a trial to run", lambda: driver.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING")
+    )
     assert driver.proc.poll() is None, driver.output()
     os.kill(driver.proc.pid, signal.SIGTERM)
     code = driver.proc.wait(timeout=120)
@@ -116,7 +124,9 @@ def test_ctrl_c_during_cleanup_cannot_abort_the_bookkeeping(
     path = _study(tmp_path, "twice")
     driver = Driver(path, iel_home, "--address", _address())
     drivers.append(driver)
-    wait_for("a trial to run", lambda: driver.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING"))
+    wait_for(
+        "a trial to run", lambda: driver.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING")
+    )
     assert driver.proc.poll() is None, driver.output()
     os.kill(driver.proc.pid, signal.SIGINT)
     # Ctrl-C again and again (every 20 ms) until the driver has exited.
@@ -187,4 +197,5 @@ def test_ctrl_c_early_in_a_first_submit_then_submit_completes(
     assert_consistent(iel_home, "early")
     client = MlflowClient(settings.mlflow_uri)
     exp = client.get_experiment_by_name("iel/early")
+    assert exp is not None
     assert "iel.driver" not in exp.tags  # the MLflow side of the lock was released

@@ -24,15 +24,20 @@ from orchestrator.settings import Settings, sqlite_url
 from orchestrator.tracking import Tracker
 from tests.studyfiles import noop_study, write_study
 from tests.test_faults import alive, assert_exactly_once, trial_runs, wait_for
-from tests.test_faults_cluster import Driver, drivers, states  # noqa: F401  (fixture)
+from tests.test_faults_cluster import Driver, states
+from tests.test_faults_cluster import drivers as drivers_fixture
 from tests.test_orchestrator import assert_consistent
+
+drivers = drivers_fixture  # the fixture: `iel submit` processes, killed at teardown
 
 
 @pytest.fixture
 def zombie() -> Iterator[int]:
     """A child process that has exited and that its parent (this test) has not reaped yet."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    wait_for("the child to become a zombie", lambda: not alive(proc.pid) and os.path.exists(f"/proc/{proc.pid}"))
+    wait_for(
+        "the child to become a zombie", lambda: not alive(proc.pid) and os.path.exists(f"/proc/{proc.pid}")
+    )
     with open(f"/proc/{proc.pid}/stat") as f:
         assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
     yield proc.pid
@@ -77,7 +82,9 @@ def _tag(settings: Settings, study: str) -> str | None:
     return None if exp is None else exp.tags.get(LOCK_TAG)
 
 
-def test_mlflow_lock_tag_names_a_live_owner_on_another_database(tmp_path: Path, iel_home: Path, live: int) -> None:
+def test_mlflow_lock_tag_names_a_live_owner_on_another_database(
+    tmp_path: Path, iel_home: Path, live: int
+) -> None:
     """The experiment tag (what an MLflow server relies on): a fresh one of a live driver refuses, one whose
     driver is dead (or whose heartbeat is old) is taken over."""
     first = Settings.resolve(home=str(iel_home))
@@ -89,12 +96,15 @@ def test_mlflow_lock_tag_names_a_live_owner_on_another_database(tmp_path: Path, 
     tracker.client.set_experiment_tag(
         exp_id, LOCK_TAG, json.dumps({"owner": f"{host}:{live}", "heartbeat": time.time(), "db": "elsewhere"})
     )
+    refused = Stores.open(other, "m", f"{host}:{os.getpid()}")
     with pytest.raises(DriverLocked, match=f"{host}:{live} \\(results database elsewhere\\)"):
-        Stores.open(other, "m", f"{host}:{os.getpid()}")
+        refused.lock_mlflow()
+    refused.close()
     tracker.client.set_experiment_tag(
         exp_id, LOCK_TAG, json.dumps({"owner": f"{host}:{live}", "heartbeat": time.time() - 3600, "db": "x"})
     )
     stores = Stores.open(other, "m", f"{host}:{os.getpid()}")
+    stores.lock_mlflow()
     assert json.loads(_tag(first, "m") or "{}")["owner"] == f"{host}:{os.getpid()}"
     stores.close()
     assert _tag(first, "m") is None
@@ -107,7 +117,12 @@ def test_second_driver_on_another_db_same_mlflow_refuses(
 ) -> None:
     doc = noop_study(
         "shared",
-        base={"kind": "noop", "epochs": 3, "noop": {"sleep_s": 0.7}, "optimizer": {"type": "adam", "lr": 1e-3}},
+        base={
+            "kind": "noop",
+            "epochs": 3,
+            "noop": {"sleep_s": 0.7},
+            "optimizer": {"type": "adam", "lr": 1e-3},
+        },
         factors={"noise.rate": [0.0, 0.2]},
         baseline={"noise.rate": 0.0},
         seeds=1,
@@ -117,16 +132,22 @@ def test_second_driver_on_another_db_same_mlflow_refuses(
     settings = Settings.resolve(home=str(iel_home))
     first = Driver(path, iel_home, "--address", str(ray.get_runtime_context().gcs_address))
     drivers.append(first)
-    wait_for("a trial to run", lambda: first.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING"))
+    wait_for(
+        "a trial to run", lambda: first.proc.poll() is not None or states(iel_home / "iel.db").get("RUNNING")
+    )
     assert first.proc.poll() is None, first.output()
 
     other_db = sqlite_url(tmp_path / "other" / "iel.db")
     (tmp_path / "other").mkdir()
-    code = cli.main(["submit", str(path), "--home", str(iel_home), "--db", other_db, "--mlflow", settings.mlflow_uri])
+    code = cli.main(
+        ["submit", str(path), "--home", str(iel_home), "--db", other_db, "--mlflow", settings.mlflow_uri]
+    )
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err, out + err
     assert f"{socket.gethostname()}:{first.proc.pid}" in err and "MLflow store" in err, err
-    assert not [r for r in trial_runs(settings, "shared") if r.info.status == "KILLED"]  # none closed as stale
+    assert not [
+        r for r in trial_runs(settings, "shared") if r.info.status == "KILLED"
+    ]  # none closed as stale
 
     assert first.proc.wait(timeout=300) == 0, first.output()
     assert_exactly_once(settings, "shared", 2)  # one run per trial: nothing ran twice

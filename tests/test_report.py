@@ -16,8 +16,8 @@ from scipy import stats as sps
 
 from orchestrator.cli import main
 from orchestrator.db import ResultsDB, TrialState
-from orchestrator.report import build_report
 from orchestrator.driver import StudyRunner
+from orchestrator.report import build_report
 from orchestrator.settings import Settings
 from orchestrator.stats import bootstrap_interval, holm
 from orchestrator.study import load_study

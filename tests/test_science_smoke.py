@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.report import build_report
 from orchestrator.driver import StudyRunner
+from orchestrator.report import build_report
 from orchestrator.settings import Settings
 from orchestrator.study import parse_study
 

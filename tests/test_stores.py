@@ -185,7 +185,7 @@ def test_runs_lost_with_a_deleted_mlflow_store_are_named_and_made_again(
         assert run.data.tags["iel.recreated_from_run"] == before[t.id].mlflow_run_id
         assert run.data.tags["mlflow.parentRunId"] == cells[t.cell_key]
         for name, value in t.final_metrics.items():
-            assert run.data.metrics[f"final_{name}"] == pytest.approx(value, abs=0, rel=1e-12)
+            assert run.data.metrics[name] == pytest.approx(value, abs=0, rel=1e-12)
     assert repair_missing_runs(db, tracker, exp_id, "lost", cells) == 0  # repaired once
     db.close()
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,8 +25,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.db import ResultsDB, TrialState
-from orchestrator.report import build_report
 from orchestrator.driver import StudyRunner
+from orchestrator.report import build_report
 from orchestrator.settings import Settings
 from orchestrator.study import load_study
 from orchestrator.ui import free_port, stop_process, wait_http
@@ -101,10 +104,16 @@ def store(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Iterator
         mp.delenv("IEL_DB_URL", raising=False)
         mp.delenv("IEL_MLFLOW_URI", raising=False)
         settings = Settings.resolve(home=str(tmp / "home"))
-        for doc in (
-            noop_study("uistudy", factors={"optimizer.lr": [1.0e-3, 1.0e-2]}, seeds=2),
-            noop_study("other", factors={"optimizer.lr": [1.0e-3]}, seeds=1),
-        ):
+        wins = noop_study(
+            "uistudy",
+            factors={},
+            arms={"plain": {}, "heat_mild": {"iel": {"type": "tv"}, "noop": {"effect": 0.15}}},
+            baseline="plain",
+            seeds=3,
+            decide={"metric": "dice", "margin": 0.05, "alpha": 0.05, "method": "t"},
+        )
+        wins["base"]["noop"] = {"noise_sd": 0.02}
+        for doc in (wins, noop_study("other", factors={"optimizer.lr": [1.0e-3]}, seeds=1)):
             assert StudyRunner(load_study(write_study(tmp, doc)), settings).run().failed == 0
         build_report(settings, "uistudy", tmp / "report")
         yield settings
@@ -119,46 +128,103 @@ def _shot(page: object, tmp_path: Path, name: str) -> None:
         shutil.copy(path, os.environ["IEL_SCREENSHOT_DIR"])
 
 
-def test_mlflow_ui_shows_the_study_in_chromium(store: Settings, tmp_path: Path) -> None:
+def _ui_url(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """The URL `iel ui` announces (read from its output; it is printed once the server answers)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"`iel ui` exited with {proc.returncode} before announcing its URL")
+        if line.startswith("MLflow UI for "):
+            return line.split(" at ", 1)[1].split(" (", 1)[0]
+    raise AssertionError("`iel ui` announced no URL")
+
+
+def test_mlflow_ui_shows_which_arm_wins_in_chromium(store: Settings, tmp_path: Path) -> None:
     _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     client = MlflowClient(store.mlflow_uri)
     exp = client.get_experiment_by_name("iel/uistudy")
-    study_run = client.search_runs([exp.experiment_id], "tags.`iel.role` = 'study'")[0]
-    n_runs = len(client.search_runs([exp.experiment_id], max_results=1000))
-    assert n_runs == 1 + 2 + 4  # study, 2 cells, 2 x 2 trials
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert len(runs) == 1 + 2 + 6  # study, 2 cells, 2 x 3 trials
+    study_run = next(r for r in runs if r.data.tags["iel.role"] == "study")
+    arm_run = next(
+        r
+        for r in runs
+        if r.data.tags.get("iel.cell") == "arm=heat_mild" and r.data.tags["iel.role"] == "cell"
+    )
     db = ResultsDB(store.db_url)
     trial = db.trials("uistudy", states=[TrialState.COMPLETE])[0]
     db.close()
     port = free_port()
-    proc = _iel("ui", "--home", str(store.home), "--port", str(port))
+    proc = _iel("ui", "uistudy", "--home", str(store.home), "--port", str(port))
     base = f"http://127.0.0.1:{port}"
+    exp_url = f"{base}/#/experiments/{exp.experiment_id}"
     try:
-        wait_http(f"{base}/health", SERVER_START_S, proc)
+        assert _ui_url(proc, SERVER_START_S) == f"{exp_url}/runs"  # `iel ui STUDY` opens on the study's runs
         listening = listening_addresses(port)
         assert listening == {"127.0.0.1"}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(PAGE_WAIT_MS)
-            exp_url = f"{base}/#/experiments/{exp.experiment_id}"
 
-            # The study's experiment and its parent run.
+            # The study's experiment: every run; filtered to the cell runs with their aggregates as columns,
+            # the runs table answers "which arm wins?".
             page.goto(f"{exp_url}/runs")
             expect(page.get_by_text("iel/uistudy").first).to_be_visible()
-            # The runs table has loaded every run: the study's, the cells' and the trials'.
-            expect(page.get_by_text(f"{n_runs} matching runs", exact=True)).to_be_visible()
+            expect(page.get_by_text(f"{len(runs)} matching runs", exact=True)).to_be_visible()
             expect(page.get_by_role("link", name="uistudy", exact=True).last).to_be_visible()
+            if page.get_by_role("button", name="Close").count():  # MLflow 3's assistant panel
+                page.get_by_role("button", name="Close").first.click()
+            search = page.locator("input[placeholder*='metrics.']").first
+            search.fill("tags.`iel.role` = 'cell'")
+            search.press("Enter")
+            expect(
+                page.get_by_text("3 matching runs", exact=True)
+            ).to_be_visible()  # the cells and their parent
+            parent = page.get_by_role("gridcell").filter(
+                has=page.get_by_role("link", name="uistudy", exact=True)
+            )
+            parent.locator("button").first.click()  # expand the study run: its cell runs show beneath it
+            page.get_by_role("button", name="Columns").click()
+            hide = ("Dataset", "Source", "Models")
+            show = ("dice_mean", "dice_ci_low", "dice_ci_high", "decision_estimate", "iel.decision")
+            for column in hide + show:
+                page.get_by_text(column, exact=True).last.click()
+            page.keyboard.press("Escape")
+            expect(page.get_by_role("columnheader", name="dice_mean").first).to_be_visible()
+            expect(page.get_by_role("link", name="heat_mild", exact=True).first).to_be_visible()
+            expect(page.get_by_role("link", name="plain (baseline)", exact=True).first).to_be_visible()
             _shot(page, tmp_path, "mlflow-experiment.png")
 
-            # A trial run with its final metrics (the value the results database holds).
+            # The study run answers "which arm wins?": its description names the best arm and the decision.
+            page.goto(f"{exp_url}/runs/{study_run.info.run_id}")
+            expect(page.get_by_text("Best arm (dice, best mean per row):").first).to_be_visible()
+            expect(page.get_by_text("heat_mild vs plain", exact=False).first).to_be_visible()
+            if page.get_by_role("button", name="Close").count():  # MLflow 3's assistant panel
+                page.get_by_role("button", name="Close").first.click()
+            page.get_by_text("Best arm (dice, best mean per row):").first.scroll_into_view_if_needed()
+            _shot(page, tmp_path, "mlflow-study-run.png")
+
+            # The arm's cell run: n, mean and interval of Dice, and the decision against the baseline.
+            page.goto(f"{exp_url}/runs/{arm_run.info.run_id}")
+            expect(page.get_by_text("dice_mean", exact=True).first).to_be_visible()
+            expect(page.get_by_text("decision_estimate", exact=True).first).to_be_visible()
+            expect(page.get_by_text("iel.decision").first).to_be_visible()
+            _shot(page, tmp_path, "mlflow-cell-run.png")
+
+            # A trial run: its short name and its final Dice as the metric's latest value (no final_* copy).
             page.goto(f"{exp_url}/runs/{trial.mlflow_run_id}")
-            expect(page.get_by_text(f"{trial.cell_key} seed={trial.seed}").first).to_be_visible()
-            final_dice = page.get_by_text("final_dice", exact=True).first
-            expect(final_dice).to_be_visible()
+            arm = trial.cell_key.split("=", 1)[1]
+            expect(page.get_by_text(f"{arm} · seed {trial.seed}").first).to_be_visible()
+            dice = page.get_by_role("link", name="dice", exact=True).first
+            expect(dice).to_be_visible()
             expect(page.get_by_text(repr(trial.final_metrics["dice"])).first).to_be_visible()
-            final_dice.scroll_into_view_if_needed()
+            assert page.get_by_text("final_dice", exact=True).count() == 0
+            dice.scroll_into_view_if_needed()
             _shot(page, tmp_path, "mlflow-trial.png")
 
             # The report, logged to the parent run, previewed from the served artifacts.
@@ -168,8 +234,32 @@ def test_mlflow_ui_shows_the_study_in_chromium(store: Settings, tmp_path: Path) 
             expect(page.get_by_text("Report of study").first).to_be_visible()
             _shot(page, tmp_path, "mlflow-report.png")
             browser.close()
+        # SIGTERM to `iel ui` alone (not its process group): its server stops with it.
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert listening_addresses(port) == set()
     finally:
         stop_process(proc)
+
+
+def test_ui_refuses_a_busy_port_a_missing_store_and_an_unknown_study(store: Settings, tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for command in (("ui",), ("optuna-dashboard", "uistudy")):
+            proc = _iel(*command, "--home", str(store.home), "--port", str(port))
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 2, out
+            assert f"port {port} on 127.0.0.1 is already in use".encode() in out and b"Traceback" not in out
+    empty = tmp_path / "no-home"
+    proc = _iel("ui", "--home", str(empty), "--port", str(free_port()))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"no MLflow store at" in out
+    assert not (empty / "mlflow.db").exists() and not (empty / "mlartifacts").exists()
+    proc = _iel("ui", "nope", "--home", str(store.home), "--port", str(free_port()))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"studies there: ['other', 'uistudy']" in out
 
 
 def test_optuna_dashboard_serves_the_cell_studies_on_localhost(store: Settings) -> None:
@@ -184,7 +274,7 @@ def test_optuna_dashboard_serves_the_cell_studies_on_localhost(store: Settings) 
         expected = {c.optuna_study_name for c in db.cells("uistudy")}
         db.close()
         assert {s["study_name"] for s in summaries} == expected  # the other study is not listed
-        assert expected == {"uistudy::optimizer.lr=0.001", "uistudy::optimizer.lr=0.01"}
+        assert expected == {"uistudy::arm=plain", "uistudy::arm=heat_mild"}
         listening = listening_addresses(port)
         assert listening == {"127.0.0.1"}
         # The dashboard cannot delete the driver's studies.
@@ -197,6 +287,38 @@ def test_optuna_dashboard_serves_the_cell_studies_on_localhost(store: Settings) 
     finally:
         stop_process(proc)
     assert proc.returncode is not None
+
+
+def test_optuna_dashboard_offers_no_action_that_fails(store: Settings, tmp_path: Path) -> None:
+    """The dashboard's storage refuses to create, rename or delete the driver's studies; the page shows no
+    such button (optuna-dashboard has no read-only mode: :func:`orchestrator.dashboards.read_only_pages`)."""
+    _browser_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    proc = _iel("optuna-dashboard", "uistudy", "--home", str(store.home), "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/api/studies", 60, proc)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(PAGE_WAIT_MS)
+            page.goto(f"{base}/dashboard")
+            expect(page.get_by_text("uistudy::arm=heat_mild").first).to_be_visible()
+            expect(page.get_by_role("button", name="Reload")).to_be_visible()
+            for name in ("Create", "delete study", "rename study"):
+                assert page.get_by_role("button", name=name).count() == 0, name
+            _shot(page, tmp_path, "optuna-dashboard.png")
+            page.get_by_text("uistudy::arm=heat_mild").first.click()
+            expect(page.get_by_text("Intermediate Values").first).to_be_visible()
+            expect(page.get_by_text("Hyperparameter Importance").first).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            assert page.get_by_text("internal server error").count() == 0  # no error toast
+            _shot(page, tmp_path, "optuna-study.png")
+            browser.close()
+    finally:
+        stop_process(proc)
 
 
 def test_optuna_dashboard_names_the_studies_when_the_study_is_unknown(store: Settings) -> None:

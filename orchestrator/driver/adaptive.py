@@ -72,6 +72,18 @@ class Decider:
             trials = self._trials()
             self.decisions = study_decisions(self.recorder.db, self.spec.name, self.decide)
             save_decisions(self.recorder.db, self.spec.name, self.decisions)
+            self.recorder.progress.decisions(
+                [
+                    (
+                        d.cell,
+                        d.decision.decision.value,
+                        d.decision.estimate,
+                        d.decision.cs_low,
+                        d.decision.cs_high,
+                    )
+                    for d in self.decisions
+                ]
+            )
             targets = self._targets(trials, self.adaptive) if self.adaptive is not None else {}
             if not targets:
                 return []
@@ -113,7 +125,7 @@ class Decider:
         items: list[WorkItem] = []
         for planned in self.plan.trials_for_seeds(key, seeds):
             if count:
-                self.recorder.progress.total += 1
+                self.recorder.progress.trial_added(key)
             item = self.recorder.new_item(cell, planned.seed, planned.config.to_dict(), planned.trial_hash)
             if item is not None:
                 items.append(item)

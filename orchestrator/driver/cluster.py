@@ -156,6 +156,7 @@ class InterruptGuard:
     * :meth:`install` (again after ``ray.init``, which replaces the SIGTERM handler with a bare
       ``sys.exit``): the first signal raises :class:`Interrupted` and is remembered in :attr:`received`,
       so a library that swallows the exception cannot make the driver run on (:meth:`check` raises again).
+    * :meth:`critical`: a step whose writes belong together holds a signal until it is done.
     * :meth:`defer`: while the bookkeeping is closed every further signal only prints :data:`CLEANING_UP`;
       a second Ctrl-C cannot abort it.  After an interrupt the handlers stay deferred until the process
       exits (its ``atexit`` hooks, e.g. Ray's shutdown, then run without a traceback); otherwise
@@ -207,13 +208,16 @@ class InterruptGuard:
     def critical(self) -> Iterator[None]:
         """A step whose writes belong together (a trial's start in three stores, its end): a signal inside
         it is held and raised as :class:`Interrupted` right after it."""
-        if not self._set(self._record):
+        try:
+            saved = {signum: signal.signal(signum, self._record) for signum in self.SIGNALS}
+        except ValueError:  # not the main thread
             yield
             return
         try:
             yield
         finally:
-            self._set(self._raise)
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
         self.check()
 
     def defer(self) -> None:

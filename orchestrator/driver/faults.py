@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from ielcore.errors import IELError
-from orchestrator.db import ResultsDB, TrialState
+from orchestrator.db import ResultsDB, TrialRecord, TrialState
 from orchestrator.plan import Plan
 from orchestrator.settings import Settings, sqlite_file
 from orchestrator.study import StudySpec
@@ -75,4 +75,21 @@ def nothing_to_do(db: ResultsDB, spec: StudySpec, plan: Plan) -> bool:
         done = Counter(t.cell_key for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED))
         return all(done[cell.key] >= spec.search.n_trials for cell in plan.cells)
     complete = {t.trial_hash for t in trials if t.state == TrialState.COMPLETE}
-    return all(planned.trial_hash in complete for planned in plan.trials)
+    if not all(planned.trial_hash in complete for planned in plan.trials):
+        return False
+    return spec.adaptive is None or _adaptive_done(db, spec, trials)
+
+
+def _adaptive_done(db: ResultsDB, spec: StudySpec, trials: list[TrialRecord]) -> bool:
+    """Adaptive seeds: every added seed finished and no undecided comparison is below ``max`` (a re-submit
+    with a larger ``max`` has work)."""
+    from orchestrator.decisions import study_decisions
+    from orchestrator.stats import Outcome
+
+    if spec.adaptive is None or spec.decide is None or any(t.state != TrialState.COMPLETE for t in trials):
+        return False
+    issued = Counter(t.cell_key for t in trials)
+    return all(
+        d.decision.decision is not Outcome.UNDECIDED or issued[d.cell] >= spec.adaptive.max
+        for d in study_decisions(db, spec.name, spec.decide)
+    )

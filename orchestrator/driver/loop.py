@@ -252,7 +252,7 @@ class StudyRunner:
         interrupted = False
         try:
             self.progress.phase("opening stores...")
-            stores = Stores.open(self.settings, self.spec.name, self.owner, self.spec.description)
+            stores = Stores.open(self.settings, self.spec.name, self.owner)
             try:
                 study_run = self._drive(stores)
                 counts = stores.db.status_counts(self.spec.name)
@@ -306,6 +306,7 @@ class StudyRunner:
     def _drive(self, stores: Stores) -> str:
         # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
         resources = self._resources(nothing_to_do(stores.db, self.spec, self.plan))
+        stores.lock_mlflow(self.spec.description)
         recorder = Recorder(stores, self.spec, self.plan, self.settings, self.progress)
         self.progress.phase("workers starting...")
         pool = WorkerPool(self.max_concurrent, resources, worker_env(resources))

@@ -19,6 +19,7 @@ from optuna.trial import TrialState as OptunaState
 from ielcore.states import FailureKind, TrialState
 from orchestrator.db import TrialRecord
 from orchestrator.driver.item import WorkItem
+from orchestrator.driver.models import log_best_models
 from orchestrator.driver.storage import optuna_storage, storage_call
 from orchestrator.driver.stores import Stores
 from orchestrator.driver.summaries import SummaryRefresher
@@ -107,6 +108,8 @@ class Recorder:
         }
         repair_missing_runs(db, tracker, self.exp_id, spec.name, self.cell_runs, self._tags)
         self.writer = TrackingWriter(tracker)
+        for cell in plan.cells:  # the cell's factors as params: the runs table can group and filter by them
+            self.writer.log_params(self.cell_runs[cell.key], {k: v for k, v in cell.factors.items()})
         self.refresher = SummaryRefresher(settings.db_url, spec, self.study_run, self.cell_runs)
         self.writer.refresh(self.refresher)
 
@@ -409,6 +412,8 @@ class Recorder:
             self.writer.finish(run_id, status)
         try:
             self.writer.close()
+            if interrupted is None:
+                log_best_models(self.db, self.tracker, self.spec, self.cell_runs)
         except TrackingUnavailable:
             if interrupted is None:
                 raise

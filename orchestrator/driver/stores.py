@@ -101,19 +101,19 @@ class MlflowLock:
 class Stores:
     """The results database, with this study's driver lock held by ``owner``, and the MLflow store."""
 
-    def __init__(
-        self, db: ResultsDB, tracker: Tracker, study: str, owner: str, mlflow_lock: MlflowLock | None = None
-    ) -> None:
+    def __init__(self, db: ResultsDB, tracker: Tracker, study: str, owner: str, *, db_url: str) -> None:
         self.db = db
         self.tracker = tracker
         self.study = study
         self.owner = owner
-        self.mlflow_lock = mlflow_lock
+        self.db_url = db_url
+        self.mlflow_lock: MlflowLock | None = None
 
     @classmethod
-    def open(cls, settings: Settings, study: str, owner: str, description: str = "") -> Stores:
-        """Open both stores and take the study's lock in each (from a driver of this host that is gone, at
-        once)."""
+    def open(cls, settings: Settings, study: str, owner: str) -> Stores:
+        """Open both stores and take the study's lock in the results database (from a driver of this host
+        that is gone, at once).  The MLflow side is locked by :meth:`lock_mlflow`, once the cluster has been
+        checked: a study the cluster cannot run leaves no trace, not even an MLflow experiment."""
         sqlite = settings.db_url.startswith("sqlite")
         # A database server that cannot be used fails before any file of the home is written.
         server_db = None if sqlite else ResultsDB(settings.db_url)  # raises DatabaseUnavailable
@@ -127,13 +127,15 @@ class Stores:
             if not owner_is_dead(e.owner):
                 raise
             db.acquire_driver_lock(study, owner, stale_after_s=0)
-        lock = MlflowLock(tracker, tracker.experiment(study, description), owner, settings.db_url)
-        try:
-            lock.acquire(study)
-        except BaseException:
-            db.release_driver_lock(study, owner)
-            raise
-        return cls(db, tracker, study, owner, lock)
+        return cls(db, tracker, study, owner, db_url=settings.db_url)
+
+    def lock_mlflow(self, description: str = "") -> None:
+        """Take the study's lock on the MLflow side (creating its experiment); before any run is touched."""
+        lock = MlflowLock(
+            self.tracker, self.tracker.experiment(self.study, description), self.owner, self.db_url
+        )
+        lock.acquire(self.study)
+        self.mlflow_lock = lock
 
     def heartbeat(self) -> None:
         self.db.heartbeat_driver_lock(self.study, self.owner)

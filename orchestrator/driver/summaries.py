@@ -14,6 +14,7 @@ The metrics' step is the number of COMPLETE trials of the study, so their histor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from orchestrator.study import StudySpec
 from orchestrator.tracking import Tracker
 
 Rows = list[tuple[int, str, float]]
+_log = logging.getLogger("orchestrator.tracking")
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,13 @@ def summarise_study(db: ResultsDB, spec: StudySpec) -> StudySummary:
             lines.append(describe(d, labels))
     counts = {f"trials_{k.lower()}": float(v) for k, v in data.counts.items()}
     study_rows: Rows = [(step, k, v) for k, v in sorted(counts.items())]
-    note = [f"**{spec.name}**: {spec.description}".rstrip(": "), ""]
-    if best:
-        note += [f"Best arm ({primary}, best mean per row):", *[f"- {b}" for b in best], ""]
+    note: list[str] = []
     if lines:
-        note += ["Decisions:", *[f"- {line}" for line in lines]]
-    study_tags = {"iel.best": "; ".join(best), "mlflow.note.content": "\n".join(note)}
+        note += [f"Decisions ({spec.decide.metric if spec.decide else primary} against the baseline):"]
+        note += [*[f"- {line}" for line in lines], ""]
+    if best:
+        note += [f"Best arm ({primary}, best mean per row):", *[f"- {b}" for b in best]]
+    study_tags = {"iel.best": "; ".join(best), "mlflow.note.content": "\n".join(note) or spec.description}
     if lines:
         study_tags["iel.decisions"] = "\n".join(lines)
     cells = {k: RunSummary(cell_rows[k], cell_tags.get(k, {})) for k in cell_rows}
@@ -109,7 +112,11 @@ class SummaryRefresher:
     def __call__(self, tracker: Tracker) -> None:
         if self._db is None:
             self._db = ResultsDB(self.db_url, upgrade=False)
-        summary = summarise_study(self._db, self.spec)
+        try:
+            summary = summarise_study(self._db, self.spec)
+        except Exception as e:  # a summary that cannot be computed must not stop the study; MLflow errors do
+            _log.warning("could not summarise study %s for MLflow: %s", self.spec.name, e)
+            return
         tracker.log_metrics(self.study_run, summary.study.rows, summary.study.tags)
         for key, run in summary.cells.items():
             if key in self.cell_runs:

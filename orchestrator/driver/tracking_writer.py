@@ -154,7 +154,9 @@ class TrackingWriter:
             fn(*args)
         except Exception as e:  # kept, reported at close; the next submit repairs the runs
             _log.warning(
-                "MLflow write %s failed: %s", getattr(fn, "__name__", type(fn).__name__), str(e).splitlines()[0][:300] if str(e) else e
+                "MLflow write %s failed: %s",
+                getattr(fn, "__name__", type(fn).__name__),
+                str(e).splitlines()[0][:300] if str(e) else e,
             )
             if self._error is None:
                 self._error = e

@@ -225,24 +225,23 @@ def plot_heatmap(data: StudyData, metric: str, x: str, y: str, path: str | Path)
     ax.set_yticks(range(len(ys)), ys)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    lo, hi = np.nanmin(grid), np.nanmax(grid)
-    for i in range(len(ys)):
-        for j in range(len(xs)):
-            if not math.isnan(grid[i, j]):
-                bright = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.6
-                ax.text(
-                    j,
-                    i,
-                    f"{grid[i, j]:.3f}",
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="black" if bright != (cmap == "viridis_r") else "white",
-                )
+    _annotate(ax, grid, cmap)
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(f"{data.name}: mean final {metric}", fontsize=10)
     _save(fig, path)
     return True
+
+
+def _annotate(ax: Any, grid: np.ndarray, cmap: str) -> None:
+    """Write each cell's value on the heatmap, dark on bright colours and light on dark ones."""
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if math.isnan(grid[i, j]):
+                continue
+            bright = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.6
+            color = "black" if bright != (cmap == "viridis_r") else "white"
+            ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=8, color=color)
 
 
 def _num(text: str) -> Any:

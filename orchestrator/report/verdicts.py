@@ -61,7 +61,8 @@ def verdicts(db: Any, data: StudyData, comparisons: Sequence[Comparison]) -> tup
         from orchestrator.decisions import describe, study_decisions
         from orchestrator.study_decide import parse_decide
 
-        decide = parse_decide(raw)
+        # the stored (canonical) spec writes every field of decide:, k included, which only mean_last_k takes
+        decide = parse_decide({k: v for k, v in raw.items() if k != "k" or raw.get("score") == "mean_last_k"})
         lines = [describe(d, labels) for d in study_decisions(db, data.name, decide)]
         return (
             f"decisions on {decide.metric} (anytime-valid confidence sequence, margin {decide.margin:g}, "
