@@ -19,29 +19,14 @@ Adaptive seeds start every cell with seeds ``0 .. start-1``; an undecided compar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from ielcore.errors import SpecError
 from ielcore.fields import check_choice, check_float, check_int, check_keys, check_mapping
 from ielcore.metric_info import MetricInfo, known_metrics, metric_info
+from orchestrator.stats.sequential import Method, Score  # one definition, shared with the statistics
 
 MAX_SEEDS = 10_000
-
-
-class Score(StrEnum):
-    """How one trial is scored on ``decide.metric``: its last epoch, the mean of its last ``k``, or its best."""
-
-    LAST = "last"
-    MEAN_LAST_K = "mean_last_k"
-    BEST = "best"
-
-
-class Method(StrEnum):
-    """The confidence sequence: ``t`` (anytime-valid paired t) or ``bounded`` (nonparametric, known range)."""
-
-    T = "t"
-    BOUNDED = "bounded"
 
 
 @dataclass(frozen=True)

@@ -406,7 +406,7 @@ def test_study_runs_through_a_ray_cluster_postgres_and_an_mlflow_server(
         for t in trials.values():
             run = by_id[t.mlflow_run_id]
             assert run.data.tags["iel.trial_hash"] == t.trial_hash
-            assert run.data.metrics["final_dice"] == pytest.approx(t.final_metrics["dice"])
+            assert run.data.metrics["dice"] == pytest.approx(t.final_metrics["dice"])
         listed = {a.path for a in client.list_artifacts(run_id)}
         assert {"config.json", "checkpoint.pt", "result.json", "predictions.png"} <= listed
         local = client.download_artifacts(run_id, "config.json", str(tmp_path / "download"))

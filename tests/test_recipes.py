@@ -44,7 +44,7 @@ def test_quickstart_trains_the_nuclei_recipe() -> None:
     for key in ("epochs", "batch_size", "data", "model", "optimizer", "schedule", "loss", "device"):
         assert base[key] == shipped[key], key
     assert base["noise"] == {**shipped["noise"], "rate": base["noise"]["rate"]}
-    assert study["baseline"] == {"iel.type": "none"}
+    assert study["baseline"] == "plain_ce" and study["arms"]["plain_ce"] == {}
 
 
 @pytest.mark.slow

@@ -19,7 +19,12 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 def test_edited_study_is_refused_compatible_edit_goes_on_and_as_reuses(
     tmp_path: Path, iel_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = str(write_study(tmp_path, noop_study("edits", factors={"noise.rate": [0.0, 0.2]}, seeds=3)))
+    path = str(
+        write_study(
+            tmp_path,
+            noop_study("edits", factors={"noise.rate": [0.0, 0.2]}, baseline={"noise.rate": 0.0}, seeds=3),
+        )
+    )
     assert main(["submit", path]) == 0
     capsys.readouterr()
     db = ResultsDB(Settings.resolve().db_url)

@@ -77,6 +77,8 @@ EB_TRUNCATION = 0.5
 
 
 class Method(StrEnum):
+    """The confidence sequence: ``t`` (anytime-valid paired t) or ``bounded`` (nonparametric, known range)."""
+
     T = "t"
     BOUNDED = "bounded"
 
@@ -89,6 +91,8 @@ class Outcome(StrEnum):
 
 
 class Score(StrEnum):
+    """How one trial is scored: its last epoch, the mean of its last ``k``, or its best."""
+
     LAST = "last"
     MEAN_LAST_K = "mean_last_k"
     BEST = "best"
