@@ -211,6 +211,8 @@ def _parse(doc: Any, source: str | None) -> StudySpec:
     decide = parse_decide(doc["decide"]) if doc.get("decide") is not None else None
     if adaptive is not None:
         _check_adaptive(baseline, search, decide)
+    if decide is not None:
+        _check_decide(baseline, search)
     return StudySpec(
         name=name,
         description=description,
@@ -307,6 +309,22 @@ def _check_adaptive(
         raise SpecError(
             "adaptive seeds need a decide: section saying when a comparison is decided; add e.g. "
             "'decide: {metric: dice, margin: 0.01, alpha: 0.05}', or give a fixed seed count",
+            path="decide",
+        )
+
+
+def _check_decide(baseline: Mapping[str, Any], search: SearchSpec | None) -> None:
+    if search is not None:
+        raise SpecError(
+            "decide: compares each arm with its baseline paired on seed, but a searched cell's trials are "
+            "different configurations, not replicates of one arm; remove decide: from a searched study, or "
+            "remove search: and list the values to compare as factors",
+            path="decide",
+        )
+    if not baseline:
+        raise SpecError(
+            "decide: compares each arm with its baseline, but the study has no baseline; add one, e.g. "
+            "'baseline: {iel.type: none}'",
             path="decide",
         )
 

@@ -209,6 +209,16 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
         ["field 'seeds.adaptive'", "cannot be combined with search", "fixed seed count"],
     ),
     (
+        "decide_with_search",
+        study(FACTORS, "baseline: {iel.type: none}", DECIDE, SEARCH),
+        ["field 'decide'", "not replicates", "remove decide:"],
+    ),
+    (
+        "decide_without_baseline",
+        study(FACTORS, DECIDE),
+        ["field 'decide'", "no baseline", "baseline: {iel.type: none}"],
+    ),
+    (
         "adaptive_without_decide",
         study(FACTORS, "baseline: {iel.type: none}", "seeds: {adaptive: {start: 3, max: 9}}"),
         ["field 'decide'", "need a decide: section", "decide: {metric: dice"],
