@@ -51,8 +51,9 @@ def study_decisions(db: ResultsDB, study: str, decide: DecideSpec) -> list[CellD
 
 def arm_labels(db: ResultsDB, study: str) -> dict[str, str]:
     """``cell key -> short arm label`` (``heat_mild``, ``iel.type=heat,iel.steps=10``) for :func:`describe`."""
-    data = load_study_data(db, study)
-    return {c.key: c.arm.removeprefix("arm=") for c in data.cells}
+    from orchestrator.report.verdicts import cell_labels
+
+    return cell_labels(load_study_data(db, study))
 
 
 def describe(d: CellDecision, labels: dict[str, str] | None = None) -> str:

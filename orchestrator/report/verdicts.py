@@ -33,8 +33,9 @@ def primary_metric(spec: dict[str, Any]) -> str:
     return "dice"
 
 
-def _labels(data: StudyData) -> dict[str, str]:
-    return {c.key: c.arm for c in data.cells}
+def cell_labels(data: StudyData) -> dict[str, str]:
+    """Cell key -> the arm's label as every output shows it (a named arm by its name)."""
+    return {c.key: c.arm.removeprefix("arm=") for c in data.cells}
 
 
 def _where(row: str) -> str:
@@ -55,7 +56,7 @@ def t_verdict(c: Comparison, baseline_label: str) -> str:
 
 def verdicts(db: Any, data: StudyData, comparisons: Sequence[Comparison]) -> tuple[str, list[str]]:
     """(what the verdicts rest on, one line per comparison)."""
-    labels = _labels(data)
+    labels = cell_labels(data)
     raw = data.spec.get("decide")
     if raw:
         from orchestrator.decisions import describe, study_decisions
