@@ -166,6 +166,16 @@ def normalize(stored: Mapping[str, Any]) -> dict[str, Any]:
     return _jsonable(canonical_spec(parse_study(dict(stored))))
 
 
+def check_against_recorded(db: Any, spec: StudySpec) -> SpecChange | None:
+    """:func:`check_resubmit` of ``spec`` against the spec recorded under its name in the results database
+    ``db`` (None when the study is new); raises :class:`StudyChanged` when results could mix."""
+    record = db.study(spec.name)
+    if record is None or not record.spec:
+        return None
+    done = max((t.seed + 1 for t in db.trials(spec.name)), default=0)
+    return check_resubmit(record.spec, canonical_spec(spec), seeds_done=done)
+
+
 def _decide_doc(spec: StudySpec) -> dict[str, Any] | None:
     """``decide:`` as a document the study parser accepts again (``k`` only with ``score: mean_last_k``)."""
     if spec.decide is None:

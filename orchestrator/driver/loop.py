@@ -37,6 +37,7 @@ from orchestrator.plan import Plan, build_plan
 from orchestrator.progress import Progress
 from orchestrator.settings import Settings
 from orchestrator.study import StudySpec
+from orchestrator.study_version import check_against_recorded
 from workers.pool import WorkerPool, WorkerResources
 from workers.protocol import TrialOutcome
 
@@ -305,6 +306,9 @@ class StudyRunner:
 
     def _drive(self, stores: Stores) -> str:
         # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
+        check_against_recorded(
+            stores.db, self.spec
+        )  # an edit that would mix results: refused before Ray starts
         resources = self._resources(nothing_to_do(stores.db, self.spec, self.plan))
         stores.lock_mlflow(self.spec.description)
         recorder = Recorder(stores, self.spec, self.plan, self.settings, self.progress)

@@ -31,7 +31,7 @@ from orchestrator.search import CellSearch
 from orchestrator.settings import Settings
 from orchestrator.stores import repair_missing_runs
 from orchestrator.study import StudySpec
-from orchestrator.study_version import canonical_spec, check_resubmit
+from orchestrator.study_version import canonical_spec, check_against_recorded
 from orchestrator.tracking import TrackingUnavailable, final_rows, trial_metric_rows
 from orchestrator.version import code_version, git_commit, package_versions
 from workers.protocol import TrialOutcome, TrialTask
@@ -116,15 +116,10 @@ class Recorder:
     def _ensure_study(self) -> int:
         """Check the spec against the one recorded under its name (:func:`check_resubmit` raises when results
         could change) and record the study."""
-        spec, db = self.spec, self.db
-        canonical = canonical_spec(spec)
-        record = db.study(spec.name)
-        if record is not None and record.spec:
-            done = max((t.seed + 1 for t in db.trials(spec.name)), default=0)
-            change = check_resubmit(record.spec, canonical, seeds_done=done)
-            if change.changes:
-                self.progress.phase(change.describe())
-        return db.ensure_study(spec.name, spec.description, canonical)
+        change = check_against_recorded(self.db, self.spec)
+        if change is not None and change.changes:
+            self.progress.phase(change.describe())
+        return self.db.ensure_study(self.spec.name, self.spec.description, canonical_spec(self.spec))
 
     # -------------------------------------------------------------------------------------- preparing
     def _ensure_cell(self, cell: Cell) -> int:
