@@ -360,23 +360,11 @@ class Tracker:
 
         The last metrics (``(step, name, value)`` rows) and the tags go in as few ``log_batch`` requests as
         MLflow's limits allow (one for a usual trial), then the status: two writes per run end."""
-        from mlflow.entities import Metric, RunTag
-
         all_tags = dict(tags or {})
         if error:
             all_tags["iel.error"] = error[:5000]
-            all_tags["mlflow.note.content"] = f"**{status}**: {error[:5000]}"
-        now = int(time.time() * 1000)
-        entries: list[Metric | RunTag] = [RunTag(k, str(v)) for k, v in all_tags.items()]
-        entries += [Metric(name, float(value), now, int(step)) for step, name, value in metrics]
-        for i in range(0, len(entries), _METRIC_BATCH):
-            chunk = entries[i : i + _METRIC_BATCH]
-            self.client.log_batch(
-                run_id,
-                metrics=[e for e in chunk if isinstance(e, Metric)],
-                tags=[e for e in chunk if isinstance(e, RunTag)],
-                synchronous=True,
-            )
+            all_tags["mlflow.note.content"] = f"**{status}**: {error[:4900]}"
+        self.log_metrics(run_id, metrics, all_tags)
         self.client.set_terminated(run_id, status=status)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
