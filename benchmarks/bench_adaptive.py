@@ -30,7 +30,14 @@ principle, as in TOST: each one-sided bound at ``alpha`` (see :func:`iut_codes`)
 ``--tau`` sets the prior scale of the ``t`` mixture; ``--scan-tau 0.5,0.8,1`` prints the equal-error-rate
 figures per tau.  Everything is simulated with a fixed seed: no timing.
 
-    python benchmarks/bench_adaptive.py [--studies 4000] [--method t|bounded] [--tau 0.8] [--quick]
+``--method t_sprt`` (:mod:`orchestrator.stats.sprt`): the SPRT tuned to 0.5 SD; its outcomes add
+``futile`` (stopped: no effect of 0.5 SD or more), which counts as decided and is never a false call here;
+``--scan-futility 0.1,0.2,0.3`` prints the equal-error-rate figures per futility boundary.  It is exactly
+scale-free, so its codes for the first SD serve every SD, and it is simulated to ``3 x`` the fixed n.
+The study-level scenario (comparisons with different SDs, a margin in Dice, one seed count for the whole
+study) is ``benchmarks/bench_adaptive_study.py``.
+
+    python benchmarks/bench_adaptive.py [--studies 4000] [--method t|bounded|t_sprt] [--tau 0.8] [--quick]
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ from scipy import stats as sps
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.stats.sequential import T_PRIOR_SCALE, classify, confidence_sequence  # noqa: E402
+from orchestrator.stats.sprt import (  # noqa: E402
+    FUTILE,
+    SPRT_EFFECT,
+    SPRT_FUTILITY,
+    SPRT_MIXTURE,
+    first_crossing,
+    sprt_codes,
+)
 
 EFFECTS = (0.0, 0.5, 1.0, 2.0)
 POWER = 0.8
@@ -62,6 +77,7 @@ class Result:
     equiv: float
     undec: float
     wrong: float
+    futile: float = 0.0  # t_sprt: stopped for futility ("no effect of 0.5 SD or more")
 
 
 def fixed_n(sesoi: float, alpha: float, power: float = POWER) -> int:
@@ -76,10 +92,10 @@ def fixed_n(sesoi: float, alpha: float, power: float = POWER) -> int:
 
 def result(seeds: np.ndarray, final: np.ndarray, effect: float, sesoi: float) -> Result:
     """Shares of the final outcome codes (+1 better, -1 worse, 2 equivalent, 0 undecided)."""
-    better, worse, equiv = (float((final == c).mean()) for c in (1, -1, 2))
+    better, worse, equiv, futile = (float((final == c).mean()) for c in (1, -1, 2, FUTILE))
     # at 0 any better/worse is false; at or above the margin so is equivalent
     wrong = better + worse if effect == 0 else worse + (equiv if effect >= sesoi else 0.0)
-    return Result(float(seeds.mean()), better, worse, equiv, float((final == 0).mean()), wrong)
+    return Result(float(seeds.mean()), better, worse, equiv, float((final == 0).mean()), wrong, futile)
 
 
 def fixed_result(d: np.ndarray, n: int, alpha: float, margin: float, effect: float, sesoi: float) -> Result:
@@ -92,7 +108,9 @@ def fixed_result(d: np.ndarray, n: int, alpha: float, margin: float, effect: flo
 def adaptive_codes(
     d: np.ndarray, alpha: float, margin: float, method: str, bounds: tuple[float, float] | None, tau: float
 ) -> np.ndarray:
-    """Outcome code after every prefix (+1 better, -1 worse, 2 equivalent, 0 undecided)."""
+    """Outcome code after every prefix (+1 better, -1 worse, 2 equivalent, 3 futile, 0 undecided)."""
+    if method == "t_sprt":
+        return sprt_codes(d, alpha, margin)
     lo, hi = confidence_sequence(d, alpha=alpha, method=method, bounds=bounds, grid=401, prior_scale=tau)
     return classify(lo, hi, margin)
 
@@ -135,6 +153,24 @@ def iut_codes(d: np.ndarray, alpha: float, margin: float, tau: float) -> np.ndar
     codes = adaptive_codes(d, alpha, margin, "t", None, tau)
     lo, hi = confidence_sequence(d, alpha=2 * alpha / (1 + alpha), method="t", prior_scale=tau)
     return np.where((codes == 0) & (lo >= -margin) & (hi <= margin), 2, codes)
+
+
+def known_sigma_sprt_codes(d: np.ndarray, alpha: float, futility: float = SPRT_FUTILITY) -> np.ndarray:
+    """Reference only (no such method): ``t_sprt``'s rule with the variance KNOWN (SD 1), i.e. Wald's
+    likelihood ratio ``exp(delta S_n - n delta^2 / 2)`` in place of the invariant one; no equivalence."""
+    n = np.arange(1, d.shape[-1] + 1)
+    s = np.cumsum(d, axis=-1)
+
+    def log_lr(delta: float) -> np.ndarray:
+        return np.asarray(delta * s - n * delta * delta / 2)
+
+    def mix(sign: float) -> np.ndarray:
+        terms = [math.log(w) + log_lr(sign * c * SPRT_EFFECT) for c, w in SPRT_MIXTURE]
+        return np.asarray(np.logaddexp.reduce(np.stack(terms), axis=0))
+
+    win, lose = math.log(2 / alpha), math.log(futility)
+    futile = (log_lr(SPRT_EFFECT) <= lose) & (log_lr(-SPRT_EFFECT) <= lose)
+    return first_crossing(np.select([mix(1.0) >= win, mix(-1.0) >= win, futile], [1, -1, FUTILE], default=0))
 
 
 def equal_error_design(
@@ -187,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=3)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--max", type=int, default=None, help="cap of the first adaptive row (default: fixed n)")
-    ap.add_argument("--method", choices=("t", "bounded"), default="t")
+    ap.add_argument("--method", choices=("t", "bounded", "t_sprt"), default="t")
     ap.add_argument("--tau", type=float, default=T_PRIOR_SCALE, help="prior scale of the t mixture")
     ap.add_argument("--scan-tau", default="", help="comma-separated taus: equal-error-rate figures for each")
+    ap.add_argument("--scan-futility", default="", help="t_sprt: comma-separated futility boundaries b")
     ap.add_argument("--studies", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=20261129)
     ap.add_argument("--quick", action="store_true", help="a small smoke run (400 studies, one SD)")
@@ -200,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     n_fix = fixed_n(args.sesoi, args.alpha)
     cap1 = args.max if args.max is not None else n_fix
     bounds = (0.0, 1.0) if args.method == "bounded" else None  # Dice: differences in [-1, 1]
-    sched = Schedule(args.sesoi, args.start, args.batch, max(cap1, 8 * n_fix))
+    sprt = args.method == "t_sprt"  # its e-values need a quadrature per seed: a shorter horizon
+    sched = Schedule(args.sesoi, args.start, args.batch, max(cap1, (3 if sprt else 8) * n_fix))
     rng = np.random.default_rng(args.seed)
     effects = sorted({*EFFECTS, args.sesoi})
     z = {e: rng.normal(0.0, 1.0, (args.studies, sched.horizon)) for e in effects}  # standard normal draws
-    tau_note = f" (tau {args.tau:g})" if args.method == "t" else ""
+    tau_note = (
+        f" (tau {args.tau:g})" if args.method == "t" else f" (futility b {SPRT_FUTILITY})" if sprt else ""
+    )
     print(
         f"alpha {args.alpha}, smallest effect of interest {args.sesoi} SD (= margin), method {args.method}"
         f"{tau_note}, {args.studies} studies per row; fixed design: {n_fix} seeds (80 % power at "
@@ -213,17 +253,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{'sd':>6} {'effect':>7} {'design':<17} {'seeds':>6} {'better':>7} {'worse':>6} {'equiv':>6} "
-        f"{'undec':>6} {'wrong':>6} {'ratio':>6}"
+        f"{'undec':>6} {'futile':>6} {'wrong':>6} {'ratio':>6}"
     )
     tables: list[tuple[float, str, dict[float, Result]]] = []
+    scale_free: dict[float, np.ndarray] = {}  # t_sprt's codes for the first SD serve every SD
     for sd in sds:
         data = {e: sd * (e + x) for e, x in z.items()}
         if bounds is not None:
             data = {e: np.clip(x, -1.0, 1.0) for e, x in data.items()}
         margin = args.sesoi * sd
-        codes = {
+        codes = scale_free or {
             e: adaptive_codes(x, args.alpha, margin, args.method, bounds, args.tau) for e, x in data.items()
         }
+        if sprt:  # exactly scale-free (tests/test_sequential_sprt.py::test_scale_free)
+            scale_free = codes
         need = cap_for_power(codes[args.sesoi], args.start, args.batch, sched.horizon, args.sesoi)
         designs = {
             "fixed": {e: fixed_result(data[e], n_fix, args.alpha, margin, e, args.sesoi) for e in effects},
@@ -239,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                 o = rows[e]
                 print(
                     f"{sd:>6g} {e:>5.1f}sd {name:<17} {o.seeds:>6.1f} {o.better:>7.3f} {o.worse:>6.3f} "
-                    f"{o.equiv:>6.3f} {o.undec:>6.3f} {o.wrong:>6.3f} {o.seeds / designs['fixed'][e].seeds:>6.2f}"
+                    f"{o.equiv:>6.3f} {o.undec:>6.3f} {o.futile:>6.3f} {o.wrong:>6.3f} "
+                    f"{o.seeds / designs['fixed'][e].seeds:>6.2f}"
                 )
         tables += [(sd, name, rows) for name, rows in designs.items()]
     print()
@@ -286,6 +330,21 @@ def main(argv: list[str] | None = None) -> int:
         for tau in (float(t) for t in args.scan_tau.split(",")):
             cap, rows = equal_error_design(sched, z, args.alpha, tau)
             print(summary_line(f"tau {tau:g}, max {cap}", rows, fixed[sds[0]], args.alpha, args.sesoi))
+    if args.scan_futility and sprt:
+        print()
+        print("t_sprt futility boundary b, capped for 80 % power at the smallest effect of interest:")
+        for b in (float(v) for v in args.scan_futility.split(",")):
+            codes = {e: sprt_codes(e + x, args.alpha, args.sesoi, futility=b) for e, x in z.items()}
+            cap = cap_for_power(codes[args.sesoi], args.start, args.batch, sched.horizon, args.sesoi)
+            rows = {e: adaptive_result(codes[e], args.start, args.batch, cap, e, args.sesoi) for e in z}
+            print(summary_line(f"b {b:g}, max {cap}", rows, fixed[sds[0]], args.alpha, args.sesoi))
+    if sprt:
+        print()
+        print("reference, not a method: the same rule with the variance KNOWN (Wald's likelihood ratio):")
+        codes = {e: known_sigma_sprt_codes(e + x, args.alpha) for e, x in z.items()}
+        cap = cap_for_power(codes[args.sesoi], args.start, args.batch, sched.horizon, args.sesoi)
+        rows = {e: adaptive_result(codes[e], args.start, args.batch, cap, e, args.sesoi) for e in z}
+        print(summary_line(f"known SD, max {cap}", rows, fixed[sds[0]], args.alpha, args.sesoi))
     return 0
 
 

@@ -10,6 +10,7 @@
       margin: 0.01          # practical-equivalence margin, in metric units (>= 0)
       alpha: 0.05           # family-wise error over the study's comparisons, in (0, 0.5]
       method: t             # t (anytime-valid paired t) | bounded (metrics with a known range)
+                            # | t_sprt (SPRT tuned to 0.5 SD; may end 'futile', see stats/sprt.py)
 
 Adaptive seeds start every cell with seeds ``0 .. start-1``; an undecided comparison gets the next
 ``batch`` seeds (``start``, ``start+1``, ...) up to ``max`` seeds in all.  They need ``decide:`` and a

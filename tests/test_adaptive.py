@@ -115,6 +115,29 @@ def test_clear_effect_stops_early_null_ends_equivalent_or_at_max(tmp_path: Path,
     assert (seeds_by_cell(db2, "adapt"), decisions_by_cell(db2, "adapt")) == before
 
 
+def test_t_sprt_stops_a_clear_effect_and_a_null_through_the_driver(tmp_path: Path, iel_home: Path) -> None:
+    """``method: t_sprt`` end to end: a clear effect ends ``better`` within a few seeds, a true null ends
+    ``futile`` or ``equivalent`` (or at max), neither gets a seed after its decision, stored = recomputed."""
+    doc = adaptive_doc("adaptsprt")
+    doc["decide"] = {**doc["decide"], "method": "t_sprt"}
+    db = run_in_process(tmp_path, iel_home, doc)
+    seeds = seeds_by_cell(db, "adaptsprt")
+    decisions = decisions_by_cell(db, "adaptsprt")
+    clear = next(k for k in seeds if "clear" in k)
+    null = next(k for k in seeds if "null" in k)
+    assert decisions[clear][0] == "better" and len(seeds[clear]) < MAX
+    decision, n, _, _, _, at = decisions[null]
+    assert decision in ("futile", "equivalent") or len(seeds[null]) == MAX
+    for key in (clear, null):
+        d, n, _, _, _, at = decisions[key]
+        if d != "undecided":  # looked at after start, start + batch, ...: no seed after the deciding look
+            assert at is not None and len(seeds[key]) == n and n - BATCH < at <= n
+    spec = load_study(write_study(tmp_path, doc))
+    assert spec.decide is not None
+    again = {d.cell: d.decision.decision.value for d in study_decisions(db, "adaptsprt", spec.decide)}
+    assert again == {k: v[0] for k, v in decisions.items()}
+
+
 def test_killed_driver_resumes_to_the_same_decisions(
     tmp_path: Path,
     iel_home: Path,

@@ -99,3 +99,18 @@ def test_bench_adaptive_quick_prints_both_designs() -> None:
     # a 2 SD effect is decided long before the fixed count
     two = [r for r in adaptive if r[1] == "2.0sd"]
     assert all(float(r[5]) < 17 and float(r[6]) > 0.95 for r in two)
+
+
+def test_bench_adaptive_study_quick_sums_one_study() -> None:
+    out = run_script("bench_adaptive_study.py")
+    rows = table_rows(out, "sd margin/sd design")
+    designs = {" ".join(r[2:-4]) for r in rows}
+    assert {"fixed largest SD", "fixed oracle"} <= designs and any(
+        d.startswith("adaptive t") for d in designs
+    )
+    for r in rows:  # rates are shares
+        assert all(0.0 <= float(x) <= 1.0 for x in r[-3:])
+    largest = [float(r[-4]) for r in rows if " ".join(r[2:-4]) == "fixed largest SD"]
+    assert len(set(largest)) == 1  # one seed count for the whole study
+    totals = [line for line in out.splitlines() if "x fixed-largest" in line]
+    assert totals and "1.000 x fixed-largest" in totals[0]

@@ -77,10 +77,12 @@ EB_TRUNCATION = 0.5
 
 
 class Method(StrEnum):
-    """The confidence sequence: ``t`` (anytime-valid paired t) or ``bounded`` (nonparametric, known range)."""
+    """The confidence sequence: ``t`` (anytime-valid paired t) or ``bounded`` (nonparametric, known range);
+    ``t_sprt``: a sequential probability ratio test tuned to 0.5 SD (:mod:`.sprt`; its interval is ``t``'s)."""
 
     T = "t"
     BOUNDED = "bounded"
+    T_SPRT = "t_sprt"
 
 
 class Outcome(StrEnum):
@@ -88,6 +90,7 @@ class Outcome(StrEnum):
     WORSE = "worse"
     EQUIVALENT = "equivalent"
     UNDECIDED = "undecided"
+    FUTILE = "futile"  # t_sprt only: no effect of 0.5 SD or more; the comparison stops (see .sprt)
 
 
 class Score(StrEnum):
@@ -285,6 +288,11 @@ def decide(
         return Decision(0, None, None, None, Outcome.UNDECIDED, None, m, level, margin)
     if not np.all(np.isfinite(x)):
         raise SpecError(f"paired differences must be finite numbers, got {list(x)}")
+    if m is Method.T_SPRT:
+        from orchestrator.stats.sprt import sprt_decision  # imports this module
+
+        sign = 1.0 if direction == "maximize" else -1.0
+        return sprt_decision(x, margin=margin, level=level, sign=sign, bounds=bounds)
     lo, hi = confidence_sequence(x, alpha=level, method=m, bounds=bounds, prior_scale=prior_scale)
     sign = 1.0 if direction == "maximize" else -1.0
     codes = classify(lo, hi, margin, sign)
