@@ -209,6 +209,11 @@ class Tracker:
                 f"{text.splitlines()[0][:300] if text else ''}); {hint}"
             ) from e
 
+    def store_engine(self) -> Any:
+        """The SQLAlchemy engine of a database tracking store (SQLite, PostgreSQL...), else None."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        return getattr(store, "engine", None)
+
     # ------------------------------------------------------------------------------------ experiment
     def experiment(self, study_name: str, description: str = "") -> str:
         name = f"iel/{study_name}"

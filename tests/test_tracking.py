@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,68 @@ def test_background_writer_reports_a_failed_write_at_close(tmp_path: Path) -> No
         writer.close()
     assert tracker.run_status(good) == "FINISHED"
     assert tracker.close_stale(exp, "driver gone") == 1  # the cell run, still RUNNING
+
+
+def test_background_writer_creates_runs_and_resolves_their_keys(tmp_path: Path) -> None:
+    """A trial's run is created on the writer's thread: the driver gets a key at once, queues the run's
+    writes under it, and learns the id from the callback (or run_id); a creation that fails skips the
+    writes queued for that run and is reported at close, the other runs are unaffected."""
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    writer = TrackingWriter(tracker)
+    created: list[tuple[int, str]] = []
+
+    def note(i: int) -> Callable[[str], None]:
+        return lambda run_id: created.append((i, run_id))
+
+    keys = []
+    for i in range(12):
+        exp_id = "987654" if i == 5 else exp  # no such experiment: this creation fails
+        key = writer.create_trial(exp_id, parent, f"t{i}", {"iel.seed": str(i)}, note(i))
+        keys.append(key)
+        writer.log_params(key, {"lr": i})
+        writer.log_metrics(key, [(1, "dice", i / 10)])
+        writer.finish(key, "FINISHED", metrics=[(1, "final_dice", i)])
+    assert len(set(keys)) == 12 and all(k.startswith("pending-") for k in keys)
+    ids = [writer.run_id(k, 60) for k in keys]
+    assert ids[5] is None and all(ids[i] for i in range(12) if i != 5)
+    with pytest.raises(TrackingUnavailable, match="some MLflow writes failed"):
+        writer.close()
+    assert sorted(created) == [(i, ids[i]) for i in range(12) if i != 5]
+    client = MlflowClient(tracker.tracking_uri)
+    for i, run_id in enumerate(ids):
+        if run_id is None:
+            continue
+        run = client.get_run(run_id)
+        assert (run.info.status, run.info.run_name, run.data.tags["iel.role"]) == (
+            "FINISHED",
+            f"t{i}",
+            "trial",
+        )
+        assert run.data.params == {"lr": str(i)} and run.data.tags["mlflow.parentRunId"] == parent
+        assert run.data.metrics == {"dice": i / 10, "final_dice": i}
+    assert writer.run_id(ids[0] or "") == ids[0]  # an id is its own key
+    assert tracker.close_stale(exp, "driver gone") == 1  # the cell run only: no trial run is left RUNNING
+
+
+def test_background_writer_refreshes_at_most_once_per_interval_and_at_close(tmp_path: Path) -> None:
+    """Of many summary refreshes asked within one interval, the writer runs the first and the last (at
+    close, after every write): a refresh always sees the writes queued before it."""
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    writer = TrackingWriter(tracker, refresh_interval_s=3600)
+    seen: list[int] = []
+
+    def refresh(t: Tracker) -> None:
+        seen.append(sum(t.run_status(r) == "FINISHED" for r in ids if r is not None))
+
+    ids: list[str | None] = []
+    for i in range(30):
+        key = writer.create_trial(exp, parent, f"t{i}", {})
+        writer.finish(key, "FINISHED")
+        writer.refresh(refresh)
+        ids.append(writer.run_id(key, 60))
+    writer.close()
+    assert 1 <= len(seen) <= 2 and seen[-1] == 30

@@ -6,9 +6,12 @@ and hands back a :class:`~workers.protocol.TrialOutcome`.  It runs :func:`ielcor
 per-epoch reports for the driver to collect (:meth:`TrialWorker.poll`), honours a stop request
 (:meth:`TrialWorker.stop`, used for pruning), uploads the trial's artifacts to the MLflow run the driver
 created for it, and turns every failure into an outcome with a reason; it never raises out of
-:meth:`TrialWorker.run`.  Contract: the worker never changes a run's status, never writes the results
-database or Optuna's storage (the driver is the single writer).  ``run`` is called by one driver at a time;
-``poll``/``stop``/``ping`` are thread safe and may be called while ``run`` is in progress.
+:meth:`TrialWorker.run`.  The driver creates that run in the background while the trial trains and hands its
+id over with :meth:`TrialWorker.set_run` (a task may also carry it); the worker waits for it, up to
+:data:`RUN_ID_WAIT_S`, only when it has files to upload.  Contract: the worker never changes a run's status,
+never writes the results database or Optuna's storage (the driver is the single writer).  ``run`` is called
+by one driver at a time; ``poll``/``stop``/``set_run``/``ping`` are thread safe and may be called while
+``run`` is in progress.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,6 +31,9 @@ from typing import Any
 from ielcore.result import TrialResult
 from ielcore.states import FailureKind, RunStatus, TrialState
 from workers.protocol import TrialOutcome, TrialTask
+
+RUN_ID_WAIT_S = 300.0  # how long a trial with artifacts waits for the driver to hand over its MLflow run
+_CLOSED_KEPT = 4096  # attempts remembered as ended, so that a run handed over too late is not kept
 
 
 class _Attempt:
@@ -85,6 +92,9 @@ class TrialWorker:
         self._lock = threading.Lock()
         self._reports: list[tuple[int, int, dict[str, float]]] = []
         self._stop: set[int] = set()
+        self._runs = threading.Condition(self._lock)
+        self._run_ids: dict[tuple[int, int], str] = {}  # (trial id, attempt) -> its MLflow run
+        self._ended: deque[tuple[int, int]] = deque(maxlen=_CLOSED_KEPT)
         self._data_cache: dict[str, Any] = {}
         self._mlflow_clients: dict[str, Any] = {}
         self.device = "cpu"
@@ -108,6 +118,13 @@ class TrialWorker:
     def stop(self, trial_id: int) -> None:
         with self._lock:
             self._stop.add(trial_id)
+
+    def set_run(self, trial_id: int, attempt: int, run_id: str) -> None:
+        """The MLflow run of an attempt, created by the driver after the attempt was handed over."""
+        with self._runs:
+            if (trial_id, attempt) not in self._ended:
+                self._run_ids[(trial_id, attempt)] = run_id
+                self._runs.notify_all()
 
     def run(self, task: TrialTask) -> TrialOutcome:
         """Train one trial (see :class:`~workers.protocol.TrialTask`)."""
@@ -184,10 +201,8 @@ class TrialWorker:
                 error=result.error,
                 failed_epoch=result.failed_epoch,
             )
-        if task.run_id and task.tracking_uri:
-            outcome = replace(
-                outcome, artifacts=self._upload(task.tracking_uri, task.run_id, attempt.out_dir)
-            )
+        if task.tracking_uri:
+            outcome = replace(outcome, artifacts=self._upload(task, attempt.out_dir))
         return outcome
 
     def _fail(self, attempt: _Attempt, exc: BaseException) -> TrialOutcome:
@@ -210,16 +225,38 @@ class TrialWorker:
 
     def _close(self, attempt: _Attempt, outcome: TrialOutcome) -> TrialOutcome:
         shutil.rmtree(attempt.out_dir, ignore_errors=True)
+        key = (attempt.task.trial_id, attempt.task.attempt)
         with self._lock:
             self._stop.discard(attempt.task.trial_id)
+            self._run_ids.pop(key, None)
+            self._ended.append(key)
         return replace(outcome, duration_s=time.time() - attempt.started)
 
     # ------------------------------------------------------------------------------------- internals
-    def _upload(self, tracking_uri: str, run_id: str, out_dir: str) -> dict[str, str]:
-        """Upload every artifact file to the given run; return name -> artifact URI (no call when none)."""
+    def _run_id(self, task: TrialTask) -> str:
+        """The attempt's MLflow run: the task's, or the one the driver hands over (waiting for it)."""
+        if task.run_id:
+            return task.run_id
+        key = (task.trial_id, task.attempt)
+        with self._runs:
+            self._runs.wait_for(lambda: key in self._run_ids, RUN_ID_WAIT_S)
+            run_id = self._run_ids.get(key)
+        if run_id is None:
+            from ielcore.errors import IELError
+
+            raise IELError(
+                f"the driver did not hand over the MLflow run of trial {task.trial_id} (attempt "
+                f"{task.attempt}) within {RUN_ID_WAIT_S:.0f} s, so its artifacts cannot be uploaded; the "
+                "driver's MLflow writes are failing or far behind (see the driver's log)"
+            )
+        return run_id
+
+    def _upload(self, task: TrialTask, out_dir: str) -> dict[str, str]:
+        """Upload every artifact file to the attempt's run; return name -> artifact URI (no call when none)."""
         names = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
         if not names:
             return {}
+        tracking_uri, run_id = str(task.tracking_uri), self._run_id(task)
         client = self._mlflow_clients.get(tracking_uri)
         if client is None:
             from mlflow.tracking import MlflowClient

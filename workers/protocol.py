@@ -20,7 +20,9 @@ class TrialTask:
     trial_id: int
     attempt: int
     config: dict[str, Any]
-    run_id: str | None = None  # the MLflow run the worker uploads the artifacts to
+    # The MLflow run the worker uploads the artifacts to; None with a tracking_uri: the driver creates the
+    # run while the attempt trains and hands its id over with TrialWorker.set_run.  No tracking_uri: no upload.
+    run_id: str | None = None
     tracking_uri: str | None = None
     timeout_s: float | None = None
     fuse_group: str | None = None  # the plan's fusion group this attempt trains in (None: alone)

@@ -181,10 +181,12 @@ class ResultsDB(Reads, DriverLocks, DBCore):
         host: str | None = None,
         device: str | None = None,
         epoch_metrics: Sequence[tuple[int, str, float]] = (),
+        mlflow_run_id: str | None = None,
     ) -> None:
         """Record the end of a trial: COMPLETE, PRUNED or FAILED (with the reason), its final metrics
         (replacing earlier ones), artifact URIs and ``(epoch, name, value)`` rows (as
-        :meth:`add_epoch_metrics`), all in one transaction.  ``duration_s`` defaults to now - started_at."""
+        :meth:`add_epoch_metrics`), and its MLflow run when given, all in one transaction.  ``duration_s``
+        defaults to now - started_at."""
         state = TrialState(state)
         if not state.is_finished:
             raise ValueError(f"finish_trial needs COMPLETE, PRUNED or FAILED, but got {state.value}")
@@ -207,6 +209,7 @@ class ResultsDB(Reads, DriverLocks, DBCore):
                 finished_at=now,
                 **({"host": host} if host else {}),
                 **({"device": device} if device else {}),
+                **({"mlflow_run_id": mlflow_run_id} if mlflow_run_id else {}),
             )
             if final_metrics is not None:
                 conn.execute(delete(FinalMetric).where(FinalMetric.trial_id == trial_id))

@@ -16,7 +16,7 @@ class WorkItem:
 
     ``optuna_trial`` is None for a grid trial until its first attempt starts (it is asked from Optuna only
     then).  ``fuse_group`` names the plan's fusion group the trial trains in (``fuse: auto``), or None.
-    The attempt fields (``run_id`` to ``hard_killed``) are reset by each attempt's start.
+    The attempt fields (``run_key`` to ``hard_killed``) are reset by each attempt's start.
     """
 
     record: TrialRecord
@@ -26,7 +26,9 @@ class WorkItem:
     optuna_trial: Any = None
     fuse_group: str | None = None
     attempt: int = 0
-    run_id: str | None = None
+    run_key: str | None = None  # the attempt's MLflow run as the background writer knows it (see .handover)
+    run_id: str | None = None  # its id, once the writer has created it
+    run_recorded: bool = False  # the id is recorded in Optuna (and the results database)
     worker: Any = None
     started: float = 0.0
     epochs: dict[int, dict[str, float]] = field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 A free worker takes the next trial (or fused group) at once, with no batch barriers; the loop wakes on
 the first result and collects every other one already in; twice a second it polls the running workers
-for per-epoch reports (pruning, MLflow), enforces hard timeouts and refreshes the driver lock.  What runs
-next is the queue's business (:mod:`.queue`), what is written where the recorder's (:mod:`.recorder`).
+for per-epoch reports (pruning, MLflow), records the MLflow runs created meanwhile, enforces hard timeouts
+and refreshes the driver lock.  What runs next is the queue's business (:mod:`.queue`), what is written
+where the recorder's (:mod:`.recorder`).
 """
 
 from __future__ import annotations
@@ -91,10 +92,12 @@ class DriverLoop:
                 continue
             waiting_since = None
             self._collect_ready()
+            self.recorder.runs.take_created()
             now = time.monotonic()
             if now - last_poll >= POLL_INTERVAL_S:
                 last_poll = now
                 self._poll()
+                self.recorder.runs.record_created()
                 self.recorder.check()
                 self.recorder.stores.heartbeat()
                 self.progress.show()
@@ -111,9 +114,9 @@ class DriverLoop:
 
     def _start(self, worker: Any) -> None:
         group = self.queue.next_group()
-        tasks = [self.recorder.start_attempt(item, item.fuse_group) for item in group]
-        for item in group:
+        for item in group:  # the worker first: it gets the attempt's MLflow run once the run is created
             item.worker, item.started = worker, time.monotonic()
+        tasks = [self.recorder.start_attempt(item, item.fuse_group) for item in group]
         if len(group) == 1:
             refs = [worker.run.remote(tasks[0])]
         else:

@@ -2,8 +2,9 @@
 
 :class:`Recorder` prepares a study in them (experiment, study and cell runs, Optuna studies, repair of what a
 killed driver left RUNNING) and then records every event of every trial.  How an outcome is recorded in the
-three stores is one table, :data:`END_OF`.  MLflow writes other than run creation go through a
-:class:`~orchestrator.driver.tracking_writer.TrackingWriter`, off the driver's critical path.
+three stores is one table, :data:`END_OF`.  A trial's MLflow writes, its run's creation included, go
+through a :class:`~orchestrator.driver.tracking_writer.TrackingWriter`, off the driver's critical path: the
+writer hands a created run's id to the worker and back to the driver (:mod:`.handover`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from optuna.trial import TrialState as OptunaState
 
 from ielcore.states import FailureKind, TrialState
 from orchestrator.db import TrialRecord
+from orchestrator.driver.handover import RunHandover
 from orchestrator.driver.item import WorkItem
 from orchestrator.driver.models import log_best_models
-from orchestrator.driver.storage import optuna_storage, storage_call
+from orchestrator.driver.repair import epochs_of, fail_stale_rows, repair_finished_runs
+from orchestrator.driver.storage import (
+    end_fast_sqlite,
+    fast_sqlite,
+    intermediate_values,
+    optuna_storage,
+    storage_call,
+    write_trial_extras,
+)
 from orchestrator.driver.stores import Stores
 from orchestrator.driver.summaries import SummaryRefresher
 from orchestrator.driver.tracking_writer import TrackingWriter
@@ -77,7 +87,7 @@ class Recorder:
         self.study_id = self._ensure_study()
         self.exp_id = tracker.experiment(spec.name, spec.description)
         stale = tracker.running_runs(self.exp_id)
-        repaired = self._repair_runs(set(stale))
+        repaired = repair_finished_runs(db, tracker, spec.name, set(stale), lambda s: END_OF[s].mlflow)
         for run_id in set(stale) - repaired:
             tracker.finish(run_id, "KILLED", error="the driver that ran this stopped before the run ended")
         # Each submit has its own study run and cell runs: a resumed study does not reopen the runs of an
@@ -104,10 +114,12 @@ class Recorder:
             "mlflow_runs": len(stale),
             "mlflow_runs_repaired": len(repaired),
             "optuna_trials": stale_optuna,
-            "trial_rows": self._fail_stale_rows(),
+            "trial_rows": fail_stale_rows(db, spec.name),
         }
         repair_missing_runs(db, tracker, self.exp_id, spec.name, self.cell_runs, self._tags)
+        self._mlflow_wal = fast_sqlite(tracker.store_engine())  # WAL while the study runs
         self.writer = TrackingWriter(tracker)
+        self.runs = RunHandover(self.writer, db)
         for cell in plan.cells:  # the cell's factors as params: the runs table can group and filter by them
             self.writer.log_params(self.cell_runs[cell.key], {k: v for k, v in cell.factors.items()})
         self.refresher = SummaryRefresher(settings.db_url, spec, self.study_run, self.cell_runs)
@@ -138,32 +150,6 @@ class Recorder:
             tags[f"iel.factor.{path}"] = str(value)
         name = cell_label(cell.factors) + (" (baseline)" if cell.is_baseline else "")
         return self.tracker.create_run(self.exp_id, name, tags, parent_run_id=self.study_run)
-
-    def _repair_runs(self, stale: set[str]) -> set[str]:
-        """Re-write the end of trials that finished in the results database but whose MLflow run was left
-        RUNNING (a driver killed before its background writer applied the run's end): status, reason,
-        params, epoch and final metrics, from the database.  Returns the ids of the runs repaired."""
-        if not stale:
-            return set()
-        lost = [t for t in self.db.trials(self.spec.name) if t.mlflow_run_id in stale and t.state.is_finished]
-        for rec in lost:
-            rows = trial_metric_rows(self._epochs(rec.id), rec.final_metrics)
-            self.tracker.log_params(rec.mlflow_run_id or "", rec.config)
-            self.tracker.finish(
-                rec.mlflow_run_id or "", END_OF[rec.state].mlflow, error=rec.error, metrics=rows
-            )
-        return {rec.mlflow_run_id or "" for rec in lost}
-
-    def _fail_stale_rows(self) -> int:
-        stale = self.db.stale_running(self.spec.name)
-        for rec in stale:
-            self.db.finish_trial(
-                rec.id,
-                TrialState.FAILED,
-                error="the driver stopped while this trial ran; it will run again",
-                failure_kind=FailureKind.DRIVER_DIED,
-            )
-        return len(stale)
 
     # -------------------------------------------------------------------------------- trials to run
     def new_item(
@@ -200,8 +186,7 @@ class Recorder:
         self, cell: Cell, trial: Any, seed: int, config: dict[str, Any], trial_hash: str
     ) -> WorkItem | None:
         """:meth:`new_item` for a configuration asked from Optuna (the trial remembers its seed and hash)."""
-        storage_call(trial.set_user_attr, "seed", seed)
-        storage_call(trial.set_user_attr, "trial_hash", trial_hash)
+        write_trial_extras(trial, {"seed": seed, "trial_hash": trial_hash})
         return self.new_item(cell, seed, config, trial_hash, optuna_trial=trial)
 
     def reject(self, cell: Cell, trial: Any, error: str) -> None:
@@ -226,21 +211,13 @@ class Recorder:
         name = trial_label(cell.factors, rec.seed) + " (reused)"
         run_id = self.tracker.create_trial(self.exp_id, self.cell_runs[cell.key], name, tags)
         self.writer.log_params(run_id, rec.config)
-        rows = trial_metric_rows(self._epochs(original.id), original.final_metrics)
+        rows = trial_metric_rows(epochs_of(self.db, original.id), original.final_metrics)
         self.writer.finish(run_id, "FINISHED", metrics=rows)
         self.db.set_references(
             rec.id, mlflow_run_id=run_id, optuna_study_name=search.name, optuna_trial_number=number
         )
         self.progress.trial_reused(cell.key, original.final_metrics)
         self.writer.refresh(self.refresher)
-
-    def _epochs(self, trial_id: int) -> dict[int, dict[str, float]]:
-        """A trial's per-epoch metrics from the database."""
-        out: dict[int, dict[str, float]] = {}
-        for e, n, v in self.db.epoch_metrics(trial_id):
-            if v is not None:
-                out.setdefault(int(e), {})[n] = float(v)
-        return out
 
     # ------------------------------------------------------------------------------------- attempts
     def _tags(self, rec: TrialRecord) -> dict[str, str]:
@@ -257,22 +234,21 @@ class Recorder:
         }
 
     def start_attempt(self, item: WorkItem, fuse_group: str | None) -> TrialTask:
-        """Create the attempt's MLflow run, mark the trial RUNNING, and build the worker's task."""
+        """Queue the creation of the attempt's MLflow run, mark the trial RUNNING, and build the worker's task
+        (``item.worker`` is the worker that will run it: it gets the run's id once the run exists)."""
         item.attempt += 1
         rec = item.record
         if item.optuna_trial is None:  # a grid trial: asked now, so only running trials are RUNNING in Optuna
             item.optuna_trial = storage_call(item.search.study.ask)
-            storage_call(item.optuna_trial.set_user_attr, "trial_hash", rec.trial_hash)
-            storage_call(item.optuna_trial.set_user_attr, "seed", rec.seed)
+            write_trial_extras(item.optuna_trial, {"trial_hash": rec.trial_hash, "seed": rec.seed})
         name = trial_label(item.cell.factors, rec.seed, rec.search_index)
         tags = self._tags(rec) | {"iel.attempt": str(item.attempt), "iel.fuse_group": fuse_group or ""}
-        item.run_id = self.tracker.create_trial(self.exp_id, self.cell_runs[item.cell.key], name, tags)
-        storage_call(item.optuna_trial.set_user_attr, "mlflow_run_id", item.run_id)
-        self.writer.log_params(item.run_id, item.config)
+        run = self.runs.create(item, self.exp_id, self.cell_runs[item.cell.key], name, tags)
+        self.writer.log_params(run, item.config)
         item.record = self.db.mark_running(
             rec.id,
             attempt=rec.attempts + 1,
-            mlflow_run_id=item.run_id,
+            mlflow_run_id=None,
             host="",
             device="",
             optuna_study_name=item.search.name,
@@ -287,7 +263,6 @@ class Recorder:
             trial_id=rec.id,
             attempt=item.attempt,
             config=item.config,
-            run_id=item.run_id,
             tracking_uri=self.mlflow_uri,
             timeout_s=self.spec.timeout_s,
             fuse_group=fuse_group,
@@ -300,9 +275,9 @@ class Recorder:
     def log_epochs(self, item: WorkItem) -> None:
         """Queue the epochs not logged to MLflow yet (one batch per trial)."""
         new = sorted(e for e in item.epochs if e not in item.logged_epochs)
-        if not new or item.run_id is None:
+        if not new or item.run_key is None:
             return
-        self.writer.log_metrics(item.run_id, [(e, k, v) for e in new for k, v in item.epochs[e].items()])
+        self.writer.log_metrics(item.run_key, [(e, k, v) for e in new for k, v in item.epochs[e].items()])
         item.logged_epochs.update(new)
 
     def finish(self, item: WorkItem, outcome: TrialOutcome) -> bool:
@@ -314,8 +289,6 @@ class Recorder:
             if epoch not in item.epochs:  # came with the result, not streamed: Optuna has not seen it yet
                 unreported.append(epoch)
             item.epochs[epoch] = {k: v for k, v in h.items() if k != "epoch"}
-        for epoch in unreported:
-            storage_call(item.search.report_value, item.optuna_trial, epoch, item.epochs[epoch])
         rows = [(e, k, float(v)) for e, m in sorted(item.epochs.items()) for k, v in m.items()]
         # Epochs not streamed yet go to MLflow with the run's end (one log_batch), and to the results
         # database in the same transaction as the outcome.
@@ -333,7 +306,14 @@ class Recorder:
             "iel.device": outcome.device,
             "iel.fused_members": str(outcome.fused_members),
         }
-        self.writer.finish(item.run_id or "", end.mlflow, error=mlflow_error, tags=tags, metrics=unlogged)
+        run_id = self.runs.await_run(item)
+        # Optuna: the epochs it has not seen and the trial's run, in one transaction, then the trial's end.
+        attrs = {} if item.run_recorded else {"mlflow_run_id": run_id}
+        write_trial_extras(
+            item.optuna_trial, attrs, intermediate_values(item.search.metrics, item.epochs, unreported)
+        )
+        item.run_recorded = True
+        self.writer.finish(run_id, end.mlflow, error=mlflow_error, tags=tags, metrics=unlogged)
         self.db.finish_trial(
             item.record.id,
             end.db,
@@ -346,6 +326,7 @@ class Recorder:
             host=outcome.host,
             device=outcome.device,
             epoch_metrics=rows,
+            mlflow_run_id=run_id,
         )
         if not retry:
             storage_call(_TELL[end.optuna], item.search, item.optuna_trial, final)
@@ -396,9 +377,14 @@ class Recorder:
                     item.search.tell_failed(item.optuna_trial)
         for item in running:
             with contextlib.suppress(Exception):
-                self.writer.finish(item.run_id or "", INTERRUPTED.mlflow, error=reason)
+                if item.run_key is not None:  # the run's creation is queued before its end
+                    self.writer.finish(item.run_key, INTERRUPTED.mlflow, error=reason)
                 self.db.finish_trial(
-                    item.record.id, INTERRUPTED.db, error=reason, failure_kind=FailureKind.DRIVER_DIED
+                    item.record.id,
+                    INTERRUPTED.db,
+                    error=reason,
+                    failure_kind=FailureKind.DRIVER_DIED,
+                    mlflow_run_id=self.runs.known(item),
                 )
                 _TELL[INTERRUPTED.optuna](item.search, item.optuna_trial, {})
         status = "KILLED" if interrupted else "FINISHED"
@@ -414,3 +400,5 @@ class Recorder:
                 raise
         finally:
             self.refresher.close()
+            if self._mlflow_wal:
+                end_fast_sqlite(self.tracker.store_engine())

@@ -1,14 +1,18 @@
-"""Optuna storage access with the results database's retry policy."""
+"""Optuna storage access with the results database's retry policy, and fast local SQLite settings."""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import optuna
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 
 from orchestrator.db.engine import (
     DEFAULT_RETRY_ATTEMPTS,
@@ -21,11 +25,136 @@ T = TypeVar("T")
 _db_logger = logging.getLogger("orchestrator.db")  # retries of Optuna's storage are logged with ours
 
 
-def optuna_storage(db_url: str) -> optuna.storages.RDBStorage:
+def optuna_storage(db_url: str) -> optuna.storages.BaseStorage:
+    """The driver's Optuna storage: a :class:`BatchRDBStorage` (with :func:`fast_sqlite` on a writable local
+    SQLite file) behind a :class:`~.optuna_cache.SingleWriterCache`."""
+    from orchestrator.driver.optuna_cache import SingleWriterCache
+
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if db_url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(db_url, engine_kwargs=kwargs)
+    storage = BatchRDBStorage(db_url, engine_kwargs=kwargs)
+    fast_sqlite(storage.engine)
+    return SingleWriterCache(storage)
+
+
+class BatchRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage with one batched write: a trial's user attributes and intermediate values in
+    one transaction, where Optuna's API takes one per value.  The rows are the ones ``Trial.set_user_attr``
+    and ``Trial.report`` write (Optuna's own helpers write them); as with ``report``, a step already
+    reported keeps its first value."""
+
+    def write_trial_extras(
+        self, trial_id: int, user_attrs: Mapping[str, Any], intermediate: Mapping[int, float]
+    ) -> None:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        if not user_attrs and not intermediate:
+            return
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for key, value in user_attrs.items():
+                self._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial_id, key, value
+                )
+            reported = {
+                step
+                for (step,) in session.query(models.TrialIntermediateValueModel.step).filter(
+                    models.TrialIntermediateValueModel.trial_id == trial_id
+                )
+            }
+            for step, value in intermediate.items():
+                if step not in reported:
+                    self._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+
+
+def write_trial_extras(
+    trial: optuna.trial.Trial, user_attrs: Mapping[str, Any], intermediate: Mapping[int, float] | None = None
+) -> None:
+    """Set ``trial``'s user attributes and report its intermediate values (``step -> value``) in one
+    transaction when its storage can (:meth:`BatchRDBStorage.write_trial_extras`, through the driver's
+    cache), else one call each; retried as :func:`storage_call` does."""
+    batch = getattr(trial.storage, "write_trial_extras", None)
+    if batch is not None:
+        storage_call(batch, trial._trial_id, user_attrs, intermediate or {})
+        trial._cached_frozen_trial.user_attrs.update(user_attrs)
+        return
+    for key, value in user_attrs.items():
+        storage_call(trial.set_user_attr, key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # "the reported value is ignored because this step is already reported"
+        for step, value in (intermediate or {}).items():
+            storage_call(trial.report, value, step)
+
+
+def intermediate_values(
+    objectives: Sequence[str], epochs: Mapping[int, Mapping[str, float]], steps: Iterable[int]
+) -> dict[int, float]:
+    """The intermediate values Optuna records for ``steps``: the first objective's value of each epoch that
+    has one (none for several objectives; see ``CellSearch.report_value``)."""
+    if len(objectives) != 1:
+        return {}
+    return {e: float(v) for e in steps if (v := epochs.get(e, {}).get(objectives[0])) is not None}
+
+
+def fast_sqlite(engine: Engine | None) -> bool:
+    """Put a writable local SQLite database in WAL mode with ``synchronous=NORMAL`` (a commit appends to the
+    write-ahead log without waiting for the disk; a power loss can lose the last commits, never corrupt the
+    file), as the results database is (:mod:`orchestrator.db.engine`): readers never block the writer.  Every
+    connection the engine opens from now on gets it (open ones are closed).  Other databases, files on a
+    read-only home, and a file another process holds in rollback mode at this moment are left as they are.
+    Returns True when this call switched the file to WAL: :func:`end_fast_sqlite` switches it back."""
+    from orchestrator.db.engine import sqlite_is_readonly, sqlite_path
+
+    if engine is None or engine.url.get_backend_name() != "sqlite":
+        return False
+    path = sqlite_path(engine.url)
+    if path is None or sqlite_is_readonly(path) or not path.exists():
+        return False
+    engine.dispose()
+    raw = sqlite3.connect(str(path), timeout=0.5)
+    try:
+        before = str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        mode = str(raw.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+    except sqlite3.Error:  # another connection is in the way: leave the file as it is
+        return False
+    finally:
+        raw.close()
+    if mode != "wal":
+        return False
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                cur.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cur.close()
+
+    return before != "wal"
+
+
+def end_fast_sqlite(engine: Engine | None) -> bool:
+    """Switch a file :func:`fast_sqlite` put in WAL mode back to the rollback journal, once this process is
+    done writing it: the log is folded into the file and removed, so a home copied, moved or mounted
+    read-only (or a store deleted without its ``-wal`` file) holds one self-contained file.  Left in WAL
+    mode when another process has it open (that is safe too); returns whether it switched."""
+    from orchestrator.db.engine import sqlite_path
+
+    path = sqlite_path(engine.url) if engine is not None else None
+    if engine is None or path is None:
+        return False
+    engine.dispose()
+    raw = sqlite3.connect(str(path), timeout=0.5)
+    try:
+        return str(raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0]).lower() == "delete"
+    except sqlite3.Error:
+        return False
+    finally:
+        raw.close()
 
 
 def storage_call(fn: Callable[..., T], *args: Any) -> T:

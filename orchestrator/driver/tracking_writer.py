@@ -1,19 +1,29 @@
 """MLflow writes off the driver's critical path: one background thread, in order, batched, flushed on close.
 
-The driver creates runs itself (it needs their ids at once) and hands everything else -- params, per-epoch
-metrics, a run's end -- to a :class:`TrackingWriter`.  The writer applies the writes in the order they were
-submitted; what is queued when it wakes is one batch, in which a run's metrics are gathered into one
-``log_batch`` (with the run's end when that is in the batch too).  :meth:`TrackingWriter.close` drains the
-queue (normal end, exception, Ctrl-C alike).  A crash that loses queued writes leaves runs RUNNING, which
-the next submit closes (:meth:`~orchestrator.tracking.Tracker.close_stale`); the results database, not
-MLflow, is the record of a trial's outcome.  Thread safety: submit from one thread (the driver loop).
+The driver hands every MLflow write of a trial to a :class:`TrackingWriter` -- its run's creation, params,
+per-epoch metrics, its end -- and never waits for one.  :meth:`TrackingWriter.create_trial` returns a *run
+key* at once; later writes name the run by that key, and the writer resolves it to the run's id when it
+applies them (a run is always created before any write queued after its creation).  Creations go first:
+whatever else is queued, a run is created as soon as the writer is between two writes, and its
+``on_created`` callback (on the writer's thread) hands the id on.  The other writes are applied in the order
+they were submitted; what is queued when the writer wakes is one batch, in which a run's metrics are
+gathered into one ``log_batch`` (with the run's end when that is in the batch too).  The study summaries
+(:meth:`TrackingWriter.refresh`) are recomputed at most every :data:`REFRESH_INTERVAL_S` (or four times
+their own cost, whichever is longer), and always at close.
+
+:meth:`TrackingWriter.close` drains everything (normal end, exception, Ctrl-C alike).  A crash that loses
+queued writes leaves runs RUNNING, which the next submit closes (:meth:`~orchestrator.tracking.Tracker.
+close_stale`), or trials with no run, which the next submit runs again (a trial still RUNNING) or logs from
+the results database (a finished one): the results database, not MLflow, is the record of a trial's
+outcome.  Thread safety: submit from one thread (the driver loop); :meth:`run_id` from any.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,71 +32,124 @@ from orchestrator.tracking import Tracker, TrackingUnavailable
 
 _log = logging.getLogger("orchestrator.tracking")
 Rows = list[tuple[int, str, float]]
+PENDING = "pending-"  # run keys of runs not created yet; MLflow's own run ids are hexadecimal
+REFRESH_INTERVAL_S = 1.0
+REFRESH_COST_FACTOR = 4.0  # a refresh that took t seconds waits at least this many times t for the next
+
+
+@dataclass(frozen=True)
+class _Create:
+    key: str
+    exp_id: str
+    parent_run_id: str
+    name: str
+    tags: Mapping[str, str]
+    on_created: Callable[[str], None] | None
 
 
 @dataclass(frozen=True)
 class _Params:
-    run_id: str
+    run: str
     config: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class _Metrics:
-    run_id: str
+    run: str
     rows: Rows
 
 
 @dataclass(frozen=True)
 class _End:
-    run_id: str
+    run: str
     status: str
     error: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     rows: Rows = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Refresh:
-    """Recompute and write the study's summaries (see :mod:`orchestrator.driver.summaries`)."""
-
-    fn: Callable[[Tracker], None]
-
-
-_Op = _Params | _Metrics | _End | _Refresh
-_STOP = object()
+_Op = _Params | _Metrics | _End
 
 
 class TrackingWriter:
     """Applies a :class:`Tracker`'s writes on a background thread (see the module docstring)."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, refresh_interval_s: float = REFRESH_INTERVAL_S) -> None:
         self.tracker = tracker
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self.refresh_interval_s = refresh_interval_s
+        self._cond = threading.Condition()
+        self._creates: deque[_Create] = deque()
+        self._ops: deque[_Op] = deque()
+        self._unapplied = 0  # writes submitted and not applied yet
+        self._keys = 0
+        self._ids: dict[str, str | None] = {}  # run key -> run id (None: its creation failed)
+        self._refresh: Callable[[Tracker], None] | None = None  # the refresh waiting to run
+        self._refresh_due = 0.0  # monotonic time before which no refresh runs
+        self._force_refresh = False  # flush() or close(): the waiting refresh runs now
+        self._refreshing = False
+        self._stopping = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="iel-mlflow-writer", daemon=True)
         self._thread.start()
 
     # ----------------------------------------------------------------------------------- submitting
-    def log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
-        self._queue.put(_Params(run_id, config))
+    def create_trial(
+        self,
+        exp_id: str,
+        parent_run_id: str,
+        name: str,
+        tags: Mapping[str, str],
+        on_created: Callable[[str], None] | None = None,
+    ) -> str:
+        """Queue the creation of a trial's run (:meth:`Tracker.create_trial`); returns its run key, which
+        the other methods accept in place of a run id.  ``on_created(run_id)`` is called on the writer's
+        thread once the run exists (never when its creation failed)."""
+        with self._cond:
+            self._keys += 1
+            key = f"{PENDING}{self._keys}"
+            self._creates.append(_Create(key, exp_id, parent_run_id, name, dict(tags), on_created))
+            self._unapplied += 1
+            self._cond.notify_all()
+        return key
 
-    def log_metrics(self, run_id: str, rows: Sequence[tuple[int, str, float]]) -> None:
-        self._queue.put(_Metrics(run_id, list(rows)))
+    def log_params(self, run: str, config: Mapping[str, Any]) -> None:
+        self._put(_Params(run, config))
+
+    def log_metrics(self, run: str, rows: Sequence[tuple[int, str, float]]) -> None:
+        self._put(_Metrics(run, list(rows)))
 
     def finish(
         self,
-        run_id: str,
+        run: str,
         status: str,
         error: str | None = None,
         tags: Mapping[str, str] | None = None,
         metrics: Sequence[tuple[int, str, float]] = (),
     ) -> None:
-        self._queue.put(_End(run_id, status, error, dict(tags or {}), list(metrics)))
+        self._put(_End(run, status, error, dict(tags or {}), list(metrics)))
 
     def refresh(self, fn: Callable[[Tracker], None]) -> None:
         """Run ``fn(tracker)`` on the writer's thread after the writes queued before it; of several refreshes
-        waiting in one batch only the last runs."""
-        self._queue.put(_Refresh(fn))
+        waiting only the last runs, at most every :attr:`refresh_interval_s` (always at flush and close)."""
+        with self._cond:
+            self._refresh = fn
+            self._cond.notify_all()
+
+    def _put(self, op: _Op) -> None:
+        with self._cond:
+            self._ops.append(op)
+            self._unapplied += 1
+            self._cond.notify_all()
+
+    # -------------------------------------------------------------------------------------- waiting
+    def run_id(self, run: str, timeout_s: float | None = None) -> str | None:
+        """The id of the run ``run`` names (a run key or an id), waiting up to ``timeout_s`` for its creation;
+        None when it failed, or is still not created after ``timeout_s``."""
+        if not run.startswith(PENDING):
+            return run
+        with self._cond:
+            self._cond.wait_for(lambda: run in self._ids or not self._thread.is_alive(), timeout_s)
+            return self._ids.get(run)
 
     @property
     def error(self) -> BaseException | None:
@@ -94,13 +157,24 @@ class TrackingWriter:
         return self._error
 
     def flush(self) -> None:
-        """Block until every write submitted so far is applied."""
-        self._queue.join()
+        """Block until every write submitted so far is applied (and the waiting refresh has run)."""
+        with self._cond:
+            self._force_refresh = True
+            self._cond.notify_all()
+            self._cond.wait_for(
+                lambda: (
+                    (not self._unapplied and self._refresh is None and not self._refreshing)
+                    or not self._thread.is_alive()
+                )
+            )
+            self._force_refresh = self._stopping
 
     def close(self) -> None:
         """Apply every queued write, then stop the thread; raise :class:`TrackingUnavailable` if one failed."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            with self._cond:
+                self._stopping = self._force_refresh = True
+                self._cond.notify_all()
             self._thread.join()
         if self._error is not None:
             raise TrackingUnavailable(
@@ -112,51 +186,104 @@ class TrackingWriter:
     # ------------------------------------------------------------------------------------- applying
     def _work(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = _STOP in batch
-            try:
-                self._apply([op for op in batch if op is not _STOP])
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-            if stop:
+            with self._cond:
+                self._cond.wait_for(self._has_work, self._wait_s())
+                ops = list(self._ops)
+                self._ops.clear()
+                done = self._stopping and not self._creates and not ops
+            self._apply(ops)
+            self._maybe_refresh()
+            with self._cond:
+                self._unapplied -= len(ops)
+                self._cond.notify_all()
+            if done:
                 return
 
-    def _apply(self, ops: list[_Op]) -> None:
-        """Apply one batch in order, gathering each run's metrics until its end (or the batch's end)."""
-        pending: dict[str, Rows] = {}
-        last_refresh = max((i for i, op in enumerate(ops) if isinstance(op, _Refresh)), default=-1)
-        for i, op in enumerate(ops):
-            if isinstance(op, _Refresh):
-                if i == last_refresh:
-                    for run_id, rows in pending.items():
-                        self._call(self.tracker.log_metrics, run_id, rows)
-                    pending.clear()
-                    self._call(op.fn, self.tracker)
-                continue
-            if isinstance(op, _Metrics):
-                pending.setdefault(op.run_id, []).extend(op.rows)
-            elif isinstance(op, _End):
-                rows = pending.pop(op.run_id, []) + op.rows
-                self._call(self.tracker.finish, op.run_id, op.status, op.error, op.tags, rows)
-            else:
-                self._call(self.tracker.log_params, op.run_id, op.config)
-        for run_id, rows in pending.items():
-            self._call(self.tracker.log_metrics, run_id, rows)
+    def _has_work(self) -> bool:
+        refresh_due = self._refresh is not None and (
+            self._force_refresh or time.monotonic() >= self._refresh_due
+        )
+        return bool(self._creates or self._ops or self._stopping or refresh_due)
 
-    def _call(self, fn: Any, *args: Any) -> None:
+    def _wait_s(self) -> float | None:
+        if self._refresh is None:
+            return None
+        return max(0.0, self._refresh_due - time.monotonic())
+
+    def _apply(self, ops: list[_Op]) -> None:
+        """Apply one batch in order, gathering each run's metrics until its end (or the batch's end);
+        runs waiting to be created are created first, and between any two writes."""
+        self._create_waiting()
+        pending: dict[str, Rows] = {}
+        for op in ops:
+            self._create_waiting()
+            if isinstance(op, _Metrics):
+                pending.setdefault(op.run, []).extend(op.rows)
+            elif isinstance(op, _End):
+                rows = pending.pop(op.run, []) + op.rows
+                self._call(self.tracker.finish, op.run, op.status, op.error, op.tags, rows)
+            else:
+                self._call(self.tracker.log_params, op.run, op.config)
+        self._flush_metrics(pending)
+
+    def _flush_metrics(self, pending: dict[str, Rows]) -> None:
+        for run, rows in pending.items():
+            self._call(self.tracker.log_metrics, run, rows)
+        pending.clear()
+
+    def _create_waiting(self) -> None:
+        while True:
+            with self._cond:
+                if not self._creates:
+                    return
+                create = self._creates.popleft()
+            run_id: str | None = None
+            try:
+                run_id = self.tracker.create_trial(
+                    create.exp_id, create.parent_run_id, create.name, create.tags
+                )
+            except Exception as e:
+                self._failed("create_trial", e)
+            with self._cond:
+                self._ids[create.key] = run_id
+                self._unapplied -= 1
+                self._cond.notify_all()
+            if run_id is not None and create.on_created is not None:
+                try:
+                    create.on_created(run_id)
+                except Exception as e:  # the callback's own problem: not an MLflow write that failed
+                    _log.warning("handing on MLflow run %s failed: %s", run_id, e)
+
+    def _maybe_refresh(self) -> None:
+        with self._cond:
+            fn = self._refresh
+            if fn is None or not (self._force_refresh or time.monotonic() >= self._refresh_due):
+                return
+            self._refresh = None
+            self._force_refresh = False
+            self._refreshing = True
+        t0 = time.monotonic()
+        self._call(fn, self.tracker)
+        cost = time.monotonic() - t0
+        with self._cond:
+            self._refreshing = False
+            self._refresh_due = time.monotonic() + max(self.refresh_interval_s, REFRESH_COST_FACTOR * cost)
+            self._cond.notify_all()
+
+    def _call(self, fn: Any, run_or_tracker: Any, *args: Any) -> None:
+        """Apply one write; a run key is resolved to its run's id first (a run whose creation failed is
+        skipped: that failure is already recorded)."""
+        if isinstance(run_or_tracker, str) and run_or_tracker.startswith(PENDING):
+            with self._cond:
+                run_or_tracker = self._ids.get(run_or_tracker)
+            if run_or_tracker is None:
+                return
         try:
-            fn(*args)
+            fn(run_or_tracker, *args)
         except Exception as e:  # kept, reported at close; the next submit repairs the runs
-            _log.warning(
-                "MLflow write %s failed: %s",
-                getattr(fn, "__name__", type(fn).__name__),
-                str(e).splitlines()[0][:300] if str(e) else e,
-            )
-            if self._error is None:
-                self._error = e
+            self._failed(getattr(fn, "__name__", type(fn).__name__), e)
+
+    def _failed(self, what: str, e: Exception) -> None:
+        _log.warning("MLflow write %s failed: %s", what, str(e).splitlines()[0][:300] if str(e) else e)
+        if self._error is None:
+            self._error = e
