@@ -40,7 +40,7 @@ def write_artifacts(
             {
                 "format": CHECKPOINT_FORMAT,
                 "config": cfg.to_dict(),
-                "trial_hash": cfg.hash,
+                "trial_hash": cfg.identity,
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "final_metrics": result.final_metrics,
                 "in_channels": int(data.images.shape[1]),

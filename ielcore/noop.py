@@ -64,7 +64,7 @@ def run_noop(cfg: TrialConfig, reporter: Reporter | None) -> TrialResult:
     return TrialResult(
         status=status,
         config=cfg.to_dict(),
-        trial_hash=cfg.hash,
+        trial_hash=cfg.identity,
         final_metrics=final,
         best_metrics=dict(best),
         history=history,

@@ -221,7 +221,16 @@ class TrialConfig:
 
     @property
     def hash(self) -> str:
+        """The configuration's content hash (:func:`config_hash`)."""
         return config_hash(self.to_dict())
+
+    @property
+    def identity(self) -> str:
+        """The trial's identity: the configuration and the code that trains it
+        (:func:`ielcore.codeprint.trial_identity`); what the platform stores as ``trial_hash``."""
+        from ielcore.codeprint import trial_identity
+
+        return trial_identity(self.to_dict())
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

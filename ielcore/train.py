@@ -280,7 +280,7 @@ class TrialRun:
         result = TrialResult(
             status=self.status,
             config=self.cfg.to_dict(),
-            trial_hash=self.cfg.hash,
+            trial_hash=self.cfg.identity,
             final_metrics={k: v for k, v in history[-1].items() if k != "epoch"} if history else {},
             best_metrics=dict(max(history, key=lambda h: h["dice"])) if history else {},
             history=history,

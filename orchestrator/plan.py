@@ -14,8 +14,8 @@ configurations and builds no full model or dataset (only a one-image probe datas
   model's own checks with memory limits); errors name the factor path;
 - the baseline matches at least one cell; search bounds are valid in every cell.
 
-A trial's identity is ``config_hash`` of its resolved configuration (seed included; a ``folder``
-dataset's fingerprint included).  With adaptive seeds only the ``start`` seeds are planned;
+A trial's identity is :func:`ielcore.codeprint.trial_identity` of its resolved configuration (seed
+included; a ``folder`` dataset's fingerprint included) and of the code that trains it.  With adaptive seeds only the ``start`` seeds are planned;
 :func:`trials_for_seeds` (or :meth:`Plan.trials_for_seeds`) gives a cell's trials for further seeds.
 """
 
@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ielcore.codeprint import trial_identity
 from ielcore.errors import SpecError
 from ielcore.fields import same_value
 from ielcore.schema import COMPONENT_KINDS, check_path, check_type_values, section_accepts
@@ -265,7 +266,7 @@ def trials_for_seeds(cell: Cell, seeds: Iterable[int]) -> tuple[PlannedTrial, ..
                 cell.key,
                 seed,
                 dataclasses.replace(base, seed=seed),
-                config_hash({**cell.config, "seed": seed}),
+                trial_identity({**cell.config, "seed": seed}),
             )
         )
     return tuple(out)

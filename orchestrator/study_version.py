@@ -21,20 +21,28 @@ kept in ``factor_order`` (JSON objects are stored with sorted keys).  It keeps t
 keys with normalised values (``baseline`` is always a ``{factor: value}`` mapping, ``search.objectives``
 a list of ``{metric, direction}``), so it is what ``iel_studies.spec_json`` stores.  A stored spec
 from before this form (the raw document) is parsed again and then compared.
+
+The canonical form also records ``code``: the fingerprint of the code that trains the study's trials
+(:func:`ielcore.codeprint.code_fingerprint`: the ``ielcore`` package's files and the PyTorch version).
+It is part of every trial's identity, so a study whose code changed since its results were recorded is
+an incompatible edit like any other: its new trials would not be the recorded ones, and results of two
+code versions would mix.  A spec stored before ``code`` was recorded has ``code: null`` (unknown code).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ielcore.codeprint import code_fingerprint, trial_identity
 from ielcore.errors import IELError, SpecError
 from ielcore.schema import IDENTITY_EXCLUDED
 from ielcore.spec import TrialConfig
+from orchestrator.plan import Plan
 from orchestrator.study import NAME_PATTERN, StudySpec, parse_study
 
 CANONICAL_FORMAT = 1
@@ -50,6 +58,11 @@ _COMPATIBLE: tuple[str, ...] = (
     *(f"base.{s}" for s in IDENTITY_EXCLUDED),
 )
 _ABSENT = object()
+CODE_CHANGED = (
+    "the code that trains the trials changed since these results were recorded: a file of the ielcore "
+    "package or the PyTorch version differs, or the results predate code fingerprints (null); trials "
+    "of the new code are new trials"
+)
 
 
 class ChangeKind(StrEnum):
@@ -99,7 +112,8 @@ class StudyChanged(IELError):
             f"results, so they would mix with the results it already has{reason}:\n"
             + "\n".join(shown)
             + "\nGive the edited study a new 'name:' (finished identical trials are reused by hash, nothing "
-            "is trained twice) or pass --as NEW_NAME to 'iel submit', or put the file back."
+            "is trained twice) or pass --as NEW_NAME to 'iel submit', or undo the change (the study file, or the "
+            "code it ran with)."
         )
 
 
@@ -142,6 +156,7 @@ def canonical_spec(spec: StudySpec) -> dict[str, Any]:
         "timeout_s": spec.timeout_s,
         "fuse": spec.fuse,
         "overrides": list(spec.overrides),
+        "code": code_fingerprint(),
     }
 
 
@@ -162,18 +177,54 @@ def normalize(stored: Mapping[str, Any]) -> dict[str, Any]:
     Raises :class:`SpecError` when a raw document no longer parses.
     """
     if stored.get("canonical_format") == CANONICAL_FORMAT:
-        return _jsonable(dict(stored))
-    return _jsonable(canonical_spec(parse_study(dict(stored))))
+        return _jsonable({"code": None, **stored})
+    return _jsonable({**canonical_spec(parse_study(dict(stored))), "code": None})
 
 
-def check_against_recorded(db: Any, spec: StudySpec) -> SpecChange | None:
+def check_against_recorded(db: Any, spec: StudySpec, plan: Plan | None = None) -> SpecChange | None:
     """:func:`check_resubmit` of ``spec`` against the spec recorded under its name in the results database
-    ``db`` (None when the study is new); raises :class:`StudyChanged` when results could mix."""
+    ``db`` (None when the study is new), then, given the ``plan``, :func:`check_identities`; raises
+    :class:`StudyChanged` when results could mix."""
     record = db.study(spec.name)
     if record is None or not record.spec:
         return None
-    done = max((t.seed + 1 for t in db.trials(spec.name)), default=0)
-    return check_resubmit(record.spec, canonical_spec(spec), seeds_done=done)
+    trials = db.trials(spec.name)
+    done = max((t.seed + 1 for t in trials), default=0)
+    change = check_resubmit(record.spec, canonical_spec(spec), seeds_done=done)
+    if plan is not None:
+        check_identities(spec.name, plan, trials)
+    return change
+
+
+def check_identities(study: str, plan: Plan, trials: Iterable[Any]) -> None:
+    """Every recorded trial of a planned cell must be the trial the plan gives that cell and seed.
+
+    The spec can be unchanged while a trial's identity is not: a ``folder`` dataset's files changed
+    (``data.fingerprint``), or the code did (caught first by ``code`` in the spec).  A grid trial is
+    compared with the planned identity of its cell and seed; a search trial (its configuration was
+    sampled) by its recorded configuration under this code and with the cell's planned data.
+    Raises :class:`StudyChanged` naming the first trials that differ.
+    """
+    cells = {c.key: c for c in plan.cells}
+    bad: list[FieldChange] = []
+    for t in trials:
+        cell = cells.get(t.cell_key)
+        if cell is None:
+            continue
+        if t.search_index is None:
+            now = trial_identity({**cell.config, "seed": t.seed})
+        else:
+            now = trial_identity({**t.config, "data": cell.config.get("data")})
+        if now != t.trial_hash:
+            bad.append(FieldChange(f"trial {t.cell_key} seed {t.seed}", t.trial_hash[:12], now[:12]))
+    if bad:
+        raise StudyChanged(
+            study,
+            tuple(bad),
+            f"{len(bad)} recorded trials have another identity than this plan gives them, with the same "
+            "spec: their data (a folder dataset's files, data.fingerprint) or the code that trains them "
+            "changed since they ran",
+        )
 
 
 def _decide_doc(spec: StudySpec) -> dict[str, Any] | None:
@@ -290,6 +341,8 @@ def check_resubmit(
             if ok:
                 continue
             why.append(reason)
+        elif c.path == "code":
+            why.append(CODE_CHANGED)
         elif c.path == "search.n_trials" and isinstance(c.old, int) and isinstance(c.new, int):
             if c.new >= c.old:
                 continue

@@ -42,7 +42,7 @@ class TrackedTrain:
         tags = {
             "iel.role": "train",
             "iel.config_file": str(config_path),
-            "iel.trial_hash": cfg.hash,
+            "iel.trial_hash": cfg.identity,
             "iel.seed": str(cfg.seed),
         }
         self.run_id = self.tracker.create_run(

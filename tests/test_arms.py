@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ielcore.errors import SpecError
-from ielcore.spec import TrialConfig, apply_overrides, config_hash
+from ielcore.spec import TrialConfig, apply_overrides
 from ielcore.yamlio import parse_yaml_text
 from orchestrator.plan import build_plan
 from orchestrator.study import parse_study
@@ -79,7 +79,7 @@ def test_an_arm_trial_has_the_hash_of_the_same_configuration_written_as_factors(
             base, {"iel.type": "heat", "iel.dt": 0.05, "iel.steps": 10, "noise.rate": 0.2, "seed": 1}
         )
     )
-    assert t.config == expected and t.trial_hash == config_hash(expected.to_dict())
+    assert t.config == expected and t.trial_hash == expected.identity
 
 
 def test_baseline_as_a_mapping_and_exclude_name_arms() -> None:

@@ -215,7 +215,7 @@ def test_member_artifacts_hold_their_own_weights(tmp_path: Path, float64: None) 
     train_trial(cfgs[1], out_dir=str(tmp_path / "separate"))
     model, ckpt = load_checkpoint(str(tmp_path / "b" / "checkpoint.pt"))
     reference, _ = load_checkpoint(str(tmp_path / "separate" / "checkpoint.pt"))
-    assert ckpt["trial_hash"] == fused[1].trial_hash == cfgs[1].hash
+    assert ckpt["trial_hash"] == fused[1].trial_hash == cfgs[1].identity
     assert fused[1].artifacts["checkpoint"] == str(tmp_path / "b" / "checkpoint.pt")
     for (name, t), r in zip(ckpt["state_dict"].items(), reference.state_dict().values()):
         assert torch.equal(t, r), name

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from ielcore.codeprint import code_fingerprint, trial_identity
 from ielcore.errors import SpecError
-from ielcore.spec import TrialConfig, apply_overrides, config_hash
+from ielcore.spec import TrialConfig, apply_overrides
 from orchestrator.plan import (
     Cell,
     build_plan,
@@ -152,7 +153,8 @@ def test_trial_configs_and_hashes() -> None:
         cell = plan.cell(t.cell_key)
         expected = TrialConfig.from_dict(apply_overrides(BASE, {**cell.factors, "seed": t.seed}))
         assert t.config == expected and t.config.seed == t.seed
-        assert t.trial_hash == config_hash(t.config.to_dict()) == t.config.hash
+        assert t.trial_hash == t.config.identity == trial_identity(t.config.to_dict(), code_fingerprint())
+        assert t.trial_hash != trial_identity(t.config.to_dict(), "other code")  # the code is in it
     # The same configuration in another study has the same identity (reuse across studies).
     other = build_plan(
         study(factors={"iel.type": ["heat"]}, base={**BASE, "noise": {"type": "block", "rate": 0.3}})
@@ -332,7 +334,7 @@ def test_adaptive_plan_has_the_start_seeds_and_adds_seeds_with_the_same_identity
     expected = {(t.cell_key, t.seed): t for t in fixed.trials}
     for t in (*plan.trials, *more):
         assert t == expected[(t.cell_key, t.seed)]
-        assert t.trial_hash == t.config.hash
+        assert t.trial_hash == t.config.identity
     assert trials_for_seeds(plan.cell(heat), []) == ()
     with pytest.raises(ValueError, match="seed"):
         trials_for_seeds(plan.cell(heat), [-1])

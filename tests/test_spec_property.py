@@ -7,13 +7,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ielcore.errors import SpecError
 from orchestrator.plan import Plan, build_plan
 from orchestrator.study import apply_overrides, parse_study
-from orchestrator.study_version import ChangeKind, canonical_spec, check_resubmit
+from orchestrator.study_version import ChangeKind, StudyChanged, canonical_spec, check_resubmit
 
 BASE = {
     "data": {"type": "cells", "num_images": 16, "size": 32},
@@ -151,7 +152,9 @@ def test_mutated_study_gives_a_plan_or_a_spec_error(data: st.DataObject) -> None
     canonical = canonical_spec(plan.study)
     stored = json.loads(json.dumps(canonical, sort_keys=True))
     assert check_resubmit(stored, canonical).kind is ChangeKind.IDENTICAL
-    assert check_resubmit(doc, canonical).kind is ChangeKind.IDENTICAL
+    with pytest.raises(StudyChanged) as raw:  # raw: recorded by code that did not fingerprint itself
+        check_resubmit(doc, canonical)
+    assert [c.path for c in raw.value.changes] == ["code"]
     # Setting every top-level key to its own value with --set (JSON is YAML flow) changes nothing.
     sets = [f"{k}={json.dumps(v)}" for k, v in doc.items()]
     again = parse_study(apply_overrides(doc, sets), overrides=sets)

@@ -94,7 +94,7 @@ def test_seeds_shrinking_is_refused_with_a_diff_and_the_way_out() -> None:
     assert err.study == "edited" and [str(c) for c in err.changes] == ["seeds: [0, 1, 2] -> [0, 1]"]
     text = str(err)
     assert "seeds: [0, 1, 2] -> [0, 1]" in text and "seeds [2] would be dropped" in text
-    assert "new 'name:'" in text and "--as NEW_NAME" in text and "put the file back" in text
+    assert "new 'name:'" in text and "--as NEW_NAME" in text and "undo the change" in text
 
 
 def test_epochs_change_is_refused() -> None:
@@ -199,8 +199,11 @@ def test_the_diff_is_capped_at_ten_lines() -> None:
 
 def test_a_stored_raw_document_from_before_is_parsed_and_compared() -> None:
     raw = parse_yaml_text(GRID)  # what spec_json held before the canonical form
-    assert check_resubmit(raw, spec_of(GRID)).kind is ChangeKind.IDENTICAL
-    refused(raw, spec_of(GRID, seeds=2))
+    # parsed and compared: the only difference is the code, unknown before code fingerprints were recorded
+    err = refused(raw, spec_of(GRID))
+    assert [c.path for c in err.changes] == ["code"] and err.changes[0].old is None
+    assert "predate code fingerprints" in str(err)
+    assert [c.path for c in refused(raw, spec_of(GRID, seeds=2)).changes] == ["seeds", "code"]
     broken = {**raw, "factors": {"noise.rate": "not a list"}}
     assert "can no longer be read" in str(refused(broken, spec_of(GRID)))
 

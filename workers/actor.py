@@ -73,6 +73,27 @@ class _Reporter:
         return not stop
 
 
+class CodeMismatch(RuntimeError):
+    """The worker's code would train a task into another trial than the driver planned."""
+
+
+def _check_identity(task: TrialTask, host: str) -> None:
+    """Refuse a task whose planned identity this worker's code does not give (another ``ielcore`` or
+    PyTorch version on this node than on the driver's)."""
+    if task.trial_hash is None:
+        return
+    from ielcore.codeprint import code_fingerprint, trial_identity
+
+    here = trial_identity(task.config)
+    if here != task.trial_hash:
+        raise CodeMismatch(
+            f"the worker on host {host} runs other code than the driver planned this trial with (identity "
+            f"here {here[:12]}, planned {task.trial_hash[:12]}; code fingerprint here "
+            f"{code_fingerprint()[:12]}): the ielcore package or the PyTorch version differs between the "
+            "driver's machine and this node. Install the same version of the platform on every node."
+        )
+
+
 def _is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
@@ -132,6 +153,7 @@ class TrialWorker:
 
         attempt = _Attempt(self, task)
         try:
+            _check_identity(task, self.host)
             result = train_trial(
                 task.config, attempt.reporter, out_dir=attempt.out_dir, data_cache=self._data_cache
             )
@@ -155,6 +177,8 @@ class TrialWorker:
             return [self.run(tasks[0])]
         attempts = [_Attempt(self, task) for task in tasks]
         try:
+            for task in tasks:
+                _check_identity(task, self.host)
             results = train_fused(
                 [t.config for t in tasks],
                 [a.reporter for a in attempts],

@@ -26,6 +26,7 @@ class TrialTask:
     tracking_uri: str | None = None
     timeout_s: float | None = None
     fuse_group: str | None = None  # the plan's fusion group this attempt trains in (None: alone)
+    trial_hash: str | None = None  # the identity the driver planned (config + code): checked before training
 
 
 @dataclass(frozen=True)

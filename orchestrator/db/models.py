@@ -64,7 +64,7 @@ TRIAL_SUMMARY_COLUMNS: dict[str, str] = {
     "attempts": "number of attempts made",
     "reused": "1 when the result was copied from an identical finished trial, else 0",
     "reused_from_id": "the trial it was copied from",
-    "trial_hash": "content hash of the resolved configuration",
+    "trial_hash": "identity: content hash of the resolved configuration and the code fingerprint",
     "mlflow_run_id": "MLflow run of the trial",
     "duration_s": "wall-clock training time in seconds",
     "finished_at": "UTC time the trial finished",

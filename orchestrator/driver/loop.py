@@ -309,9 +309,8 @@ class StudyRunner:
 
     def _drive(self, stores: Stores) -> str:
         # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
-        check_against_recorded(
-            stores.db, self.spec
-        )  # an edit that would mix results: refused before Ray starts
+        # an edit (or changed data or code) that would mix results: refused before Ray starts
+        check_against_recorded(stores.db, self.spec, self.plan)
         resources = self._resources(nothing_to_do(stores.db, self.spec, self.plan))
         stores.lock_mlflow(self.spec.description)
         recorder = Recorder(stores, self.spec, self.plan, self.settings, self.progress)

@@ -114,13 +114,14 @@ class SearchAsks:
         except SpecError as e:  # a sampled combination can be invalid (e.g. an IEL gain over its limit)
             self.recorder.reject(cell, trial, str(e))
             return None, True
-        if cfg.hash in self.seen[key]:  # proposed again: not a new trial, ask again
-            storage_call(trial.set_user_attr, "duplicate_of", cfg.hash)
+        identity = cfg.identity
+        if identity in self.seen[key]:  # proposed again: not a new trial, ask again
+            storage_call(trial.set_user_attr, "duplicate_of", identity)
             storage_call(search.tell_failed, trial)
             self.duplicates += 1
             return None, False
-        self.seen[key].add(cfg.hash)
-        return self.recorder.new_search_item(cell, trial, seed, cfg.to_dict(), cfg.hash), True
+        self.seen[key].add(identity)
+        return self.recorder.new_search_item(cell, trial, seed, cfg.to_dict(), identity), True
 
 
 class TrialQueue:

@@ -266,6 +266,7 @@ class Recorder:
             tracking_uri=self.mlflow_uri,
             timeout_s=self.spec.timeout_s,
             fuse_group=fuse_group,
+            trial_hash=rec.trial_hash,
         )
 
     def should_prune(self, item: WorkItem, epoch: int, metrics: dict[str, float]) -> bool:
