@@ -73,13 +73,21 @@ def _log_model(tracker: Tracker, run_id: str, cell_run: str | None) -> str:
             path = tracker.client.download_artifacts(run_id, CHECKPOINT, tmp)
             model, _ = load_checkpoint(path)
         mlflow.set_tracking_uri(tracker.tracking_uri)
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            run_id=run_id,
-            pip_requirements=["torch"],
-            serialization_format="pickle",
-        )
+        # MLflow warns about pickle on every save; the model is the platform's own checkpoint, loaded back
+        # only from this study's store, so the warning would only alarm a reader of the submit's output.
+        pytorch_log = logging.getLogger("mlflow.pytorch")
+        level = pytorch_log.level
+        pytorch_log.setLevel(logging.ERROR)
+        try:
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                run_id=run_id,
+                pip_requirements=["torch"],
+                serialization_format="pickle",
+            )
+        finally:
+            pytorch_log.setLevel(level)
         uri = str(info.model_uri)
         tracker.set_tags(run_id, {"iel.model_uri": uri})
     if cell_run is not None:
