@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator import early_signals
 from orchestrator.cli_report import report_parsers
 from orchestrator.cli_train import cmd_train
 from orchestrator.cliutil import (
@@ -382,6 +383,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from ielcore.errors import IELError, SpecError
 
     try:
+        if early_signals.pending() is not None:  # a Ctrl-C during start-up that an import swallowed
+            raise KeyboardInterrupt
         return int(args.func(args))
     except SpecError as e:
         if args.debug:

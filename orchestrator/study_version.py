@@ -107,8 +107,14 @@ class StudyChanged(IELError):
         if len(changes) > MAX_DIFF_LINES:
             shown.append(f"  ... and {len(changes) - MAX_DIFF_LINES} more")
         reason = f" ({why})" if why else ""
+        paths = {c.path for c in changes}
+        what = "a different spec"
+        if paths == {"code"}:
+            what = "other code"
+        elif paths and all(p.startswith("trial ") for p in paths):
+            what = "other data or code"
         super().__init__(
-            f"study {study!r} was already submitted with a different spec, and these changes can change its "
+            f"study {study!r} was already submitted with {what}, and these changes can change its "
             f"results, so they would mix with the results it already has{reason}:\n"
             + "\n".join(shown)
             + "\nGive the edited study a new 'name:' (finished identical trials are reused by hash, nothing "

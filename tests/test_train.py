@@ -123,7 +123,7 @@ def test_artifacts_round_trip(tmp_path: Path) -> None:
     names = {p.name for p in tmp_path.iterdir()}
     assert {"checkpoint.pt", "predictions.png", "result.json", "config.json"} <= names
     model, ckpt = load_checkpoint(str(tmp_path / "checkpoint.pt"))  # weights_only=True inside
-    assert ckpt["trial_hash"] == result.trial_hash == cfg.hash
+    assert ckpt["trial_hash"] == result.trial_hash == cfg.identity
     assert TrialConfig.from_dict(ckpt["config"]) == cfg
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["final_metrics"]["dice"] == pytest.approx(result.final_metrics["dice"])

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from ielcore.states import FailureKind, TrialState
+from orchestrator import early_signals
 from orchestrator.driver.cluster import (
     Interrupted,
     InterruptGuard,
@@ -248,6 +249,7 @@ class StudyRunner:
         t0 = time.monotonic()
         self.guard = InterruptGuard()
         self.guard.install()
+        self.guard.received = early_signals.pending()  # a swallowed Ctrl-C before the guard: stop at check()
         # MLflow logs every database error with its traceback before raising it; the driver reports the
         # error itself (e.g. one message for a full disk).
         mlflow_db_log = logging.getLogger("mlflow.store.db.utils")
