@@ -22,10 +22,13 @@ def _remember(signum: int, frame: Any) -> None:
 
 
 def install() -> None:
-    """Remember SIGINT from now on, where SIGINT still has Python's default handler (main thread only)."""
+    """Remember SIGINT from now on, where SIGINT has Python's default handler or is ignored (main thread
+    only).  An ignored SIGINT is inherited from the parent (a background job of a non-interactive shell, a
+    test runner); the driver's guard takes SIGINT over anyway once installed, so ``iel`` answers Ctrl-C the
+    same way from its first import on.  A handler some other code set is left alone."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_IGN):
         signal.signal(signal.SIGINT, _remember)
 
 

@@ -17,6 +17,17 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 from tests.postgres import *  # noqa: E402,F401,F403  (fixtures postgres_server, postgres_url)
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_not_left_ignored() -> Iterator[None]:
+    """A library used by a test can leave this process ignoring SIGINT; an ignored signal is inherited by
+    every process a later test starts, whose early Ctrl-C would then vanish. Put it back after each test."""
+    import signal
+
+    yield
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
     """A real local Ray instance shared by the session's tests (2 CPUs, no dashboard)."""

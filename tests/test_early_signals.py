@@ -32,6 +32,7 @@ def test_a_swallowed_ctrl_c_during_start_up_still_stops_the_submit(tmp_path: Pat
     env["IEL_HOME"] = str(tmp_path / "home")
     proc = subprocess.run(
         [sys.executable, "-c", SWALLOWING_IMPORT, "submit", str(path)],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # inherited ignored: taken over too
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -43,10 +44,7 @@ def test_a_swallowed_ctrl_c_during_start_up_still_stops_the_submit(tmp_path: Pat
     assert not (tmp_path / "home" / "iel.db").exists()  # stopped before anything was recorded
 
 
-def test_early_signals_remembers_only_in_the_main_thread_and_raises_like_the_default() -> None:
-    from orchestrator import early_signals
-
-    assert signal.getsignal(signal.SIGINT) in (early_signals._remember, signal.default_int_handler)
+def test_early_signals_remembers_and_raises_like_the_default_also_when_inherited_ignored() -> None:
     code = (
         "import signal, os\n"
         "from orchestrator import early_signals\n"
@@ -54,5 +52,13 @@ def test_early_signals_remembers_only_in_the_main_thread_and_raises_like_the_def
         "try:\n    os.kill(os.getpid(), signal.SIGINT)\n    import time; time.sleep(5)\n"
         "except KeyboardInterrupt:\n    print('raised', early_signals.pending())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == f"raised {int(signal.SIGINT)}", out.stderr
+    for inherited in (signal.SIG_DFL, signal.SIG_IGN):  # SIG_IGN: a background job of a script, say
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda how=inherited: signal.signal(signal.SIGINT, how),  # type: ignore[misc]
+        )
+        assert out.stdout.strip() == f"raised {int(signal.SIGINT)}", (inherited, out.stderr)
