@@ -7,7 +7,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import optuna
 from sqlalchemy import event
@@ -163,6 +163,12 @@ def storage_call(fn: Callable[..., T], *args: Any) -> T:
     for k in range(1, DEFAULT_RETRY_ATTEMPTS + 1):
         try:
             return fn(*args)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if k == 1:
+                raise
+            # A retry of a trial's end: the earlier attempt's write reached the database before its
+            # connection was lost (or the cache's re-read after it failed). The trial ended as asked.
+            return cast(T, None)
         except (optuna.exceptions.StorageInternalError, sa_exc.DBAPIError) as e:
             cause = e if isinstance(e, sa_exc.DBAPIError) else e.__cause__
             if k == DEFAULT_RETRY_ATTEMPTS or cause is None or not is_transient(cause):
