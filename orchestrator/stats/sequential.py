@@ -303,15 +303,30 @@ def decide(
         # first n from which the outcome held without interruption up to now
         breaks = np.nonzero(~same)[0]
         at = int(breaks[-1] + 2) if len(breaks) else 1
+    return decision_at_end(x, lo, hi, _CODES[final], at, m, level, margin)
+
+
+def decision_at_end(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    outcome: Outcome,
+    decided_at_n: int | None,
+    method: Method,
+    level: float,
+    margin: float,
+) -> Decision:
+    """The :class:`Decision` after the last of the differences ``x``, whose confidence sequence is
+    ``lo``/``hi`` (an unbounded end is None)."""
     low, high = float(lo[-1]), float(hi[-1])
     return Decision(
         n=len(x),
         estimate=float(x.mean()),
         cs_low=low if math.isfinite(low) else None,
         cs_high=high if math.isfinite(high) else None,
-        decision=_CODES[final],
-        decided_at_n=at,
-        method=m,
+        decision=outcome,
+        decided_at_n=decided_at_n,
+        method=method,
         alpha=level,
         margin=margin,
     )

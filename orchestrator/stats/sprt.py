@@ -57,7 +57,13 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
-from orchestrator.stats.sequential import Decision, Method, Outcome, confidence_sequence
+from orchestrator.stats.sequential import (
+    Decision,
+    Method,
+    Outcome,
+    confidence_sequence,
+    decision_at_end,
+)
 
 SPRT_EFFECT = 0.5
 """``delta``: the smallest standardised effect (mean / SD of the paired difference) the test is tuned to."""
@@ -183,15 +189,4 @@ def sprt_decision(
     final = int(codes[-1])
     at = int(np.argmax(codes != 0)) + 1 if final != 0 else None
     lo, hi = confidence_sequence(x, alpha=level, method=Method.T, bounds=bounds)
-    low, high = float(lo[-1]), float(hi[-1])
-    return Decision(
-        n=len(x),
-        estimate=float(x.mean()),
-        cs_low=low if math.isfinite(low) else None,
-        cs_high=high if math.isfinite(high) else None,
-        decision=_OUTCOMES[final],
-        decided_at_n=at,
-        method=Method.T_SPRT,
-        alpha=level,
-        margin=margin,
-    )
+    return decision_at_end(x, lo, hi, _OUTCOMES[final], at, Method.T_SPRT, level, margin)
