@@ -20,6 +20,7 @@ from ielcore.errors import IELError
 # MLflow's limits: 100 params / 1000 metrics per log_batch, param values up to 6000 characters.
 _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
+_TAG_BATCH = 100
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -299,9 +300,7 @@ class Tracker:
 
     def log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Log a configuration as flattened params, in batches MLflow accepts."""
-        from mlflow.entities import Param
-
-        params = [Param(k, v) for k, v in flatten(tracked_params(config)).items()]
+        params = _params(config)
         for i in range(0, len(params), _PARAM_BATCH):
             self.client.log_batch(run_id, params=params[i : i + _PARAM_BATCH], synchronous=True)
         self.log_dataset(run_id, config)
@@ -336,22 +335,37 @@ class Tracker:
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags)])
 
     def log_metrics(
-        self, run_id: str, rows: Sequence[tuple[int, str, float]], tags: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        rows: Sequence[tuple[int, str, float]],
+        tags: Mapping[str, str] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log ``(step, name, value)`` rows (and ``tags``) in as few requests as MLflow allows."""
-        from mlflow.entities import Metric, RunTag
+        """Log ``(step, name, value)`` rows (and ``tags``, and ``config`` as :meth:`log_params` does) in as
+        few requests as MLflow allows: one for a usual trial."""
+        from mlflow.entities import Metric, Param, RunTag
 
+        params: list[Param] = []
+        if config is not None:
+            params = _params(config)
+            if len(params) > _PARAM_BATCH or len(tags or {}) > _TAG_BATCH:  # over one request's limits
+                self.log_params(run_id, config)
+                params = []
+            else:
+                self.log_dataset(run_id, config)
         now = int(time.time() * 1000)
         entries: list[Metric | RunTag] = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
         entries += [Metric(name, float(value), now, int(step)) for step, name, value in rows]
-        for i in range(0, len(entries), _METRIC_BATCH):
-            chunk = entries[i : i + _METRIC_BATCH]
+        for i in range(0, max(len(entries), 1 if params else 0), _METRIC_BATCH - len(params)):
+            chunk = entries[i : i + _METRIC_BATCH - len(params)]
             self.client.log_batch(
                 run_id,
                 metrics=[e for e in chunk if isinstance(e, Metric)],
+                params=params,
                 tags=[e for e in chunk if isinstance(e, RunTag)],
                 synchronous=True,
             )
+            params = []
 
     def finish(
         self,
@@ -360,16 +374,18 @@ class Tracker:
         error: str | None = None,
         tags: Mapping[str, str] | None = None,
         metrics: Sequence[tuple[int, str, float]] = (),
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         """End a run: status FINISHED, FAILED or KILLED; a failure's reason goes in tags and description.
 
-        The last metrics (``(step, name, value)`` rows) and the tags go in as few ``log_batch`` requests as
-        MLflow's limits allow (one for a usual trial), then the status: two writes per run end."""
+        The last metrics (``(step, name, value)`` rows), the tags (and the params of ``config``, when not
+        logged yet) go in as few ``log_batch`` requests as MLflow's limits allow (one for a usual trial),
+        then the status: two writes per run end."""
         all_tags = dict(tags or {})
         if error:
             all_tags["iel.error"] = error[:5000]
             all_tags["mlflow.note.content"] = f"**{status}**: {error[:4900]}"
-        self.log_metrics(run_id, metrics, all_tags)
+        self.log_metrics(run_id, metrics, all_tags, config)
         self.client.set_terminated(run_id, status=status)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
@@ -394,3 +410,10 @@ class Tracker:
 
     def run_status(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.status)
+
+
+def _params(config: Mapping[str, Any]) -> list[Any]:
+    """A configuration as MLflow params (flattened, as :meth:`Tracker.log_params` logs them)."""
+    from mlflow.entities import Param
+
+    return [Param(k, v) for k, v in flatten(tracked_params(config)).items()]

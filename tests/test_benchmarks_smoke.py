@@ -114,3 +114,21 @@ def test_bench_adaptive_study_quick_sums_one_study() -> None:
     assert len(set(largest)) == 1  # one seed count for the whole study
     totals = [line for line in out.splitlines() if "x fixed-largest" in line]
     assert totals and "1.000 x fixed-largest" in totals[0]
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0() -> None:
+    """CI has no GPU: the GPU check must not fail there, and must say why it checked nothing."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run `bash benchmarks/gpu_check.sh` itself")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--python", sys.executable],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no NVIDIA GPU is visible to PyTorch" in proc.stdout
+    assert "gpu_check: logs and stores" not in proc.stdout  # nothing was started

@@ -215,8 +215,9 @@ def test_trial_life_cycle_round_trip(db: ResultsDB) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         tr.state = TrialState.RUNNING  # type: ignore[misc]
 
-    db.mark_running(
+    returned = db.mark_running(
         tr.id,
+        record=tr,  # the record as the driver last read it: returned updated, without a re-read
         attempt=1,
         mlflow_run_id="r1",
         host="n1",
@@ -225,6 +226,7 @@ def test_trial_life_cycle_round_trip(db: ResultsDB) -> None:
         optuna_trial_number=4,
     )
     running = db.get_trial(tr.id)
+    assert returned == running
     assert (running.state, running.attempts, running.mlflow_run_id, running.host, running.device) == (
         TrialState.RUNNING, 1, "r1", "n1", "cuda:0",
     )  # fmt: skip

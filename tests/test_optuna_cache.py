@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from orchestrator.driver.storage import optuna_storage, write_trial_extras
+from orchestrator.driver.storage import end_trial, optuna_storage, write_trial_extras
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -53,20 +53,21 @@ def _drive(storage: Any, batched: bool, n: int = 40) -> list[Any]:
         pruned = done.should_prune()
         seen.append(("prune", done.number, pruned))
         rest = {e: v for e, v in curve.items() if e > 1}
-        if batched:
-            write_trial_extras(done, {"mlflow_run_id": f"r{done.number}"}, {1: 99.0, **rest})  # 1 stays
-        else:
-            done.set_user_attr("mlflow_run_id", f"r{done.number}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for e, v in {1: 99.0, **rest}.items():
-                    done.report(v, e)
         if pruned:
-            study.tell(done, state=TrialState.PRUNED)
+            tell: Any = lambda d=done: study.tell(d, state=TrialState.PRUNED)  # noqa: E731
         elif done.number % 7 == 3:
-            study.tell(done, state=TrialState.FAIL)
+            tell = lambda d=done: study.tell(d, state=TrialState.FAIL)  # noqa: E731
         else:
-            study.tell(done, curve[3])
+            tell = lambda d=done, v=curve[3]: study.tell(d, v)  # noqa: E731
+        if batched:  # the driver's end of a trial: its last extras and its end in one transaction
+            end_trial(done, {"mlflow_run_id": f"r{done.number}"}, {1: 99.0, **rest}, tell)  # 1 stays
+            continue
+        done.set_user_attr("mlflow_run_id", f"r{done.number}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for e, v in {1: 99.0, **rest}.items():
+                done.report(v, e)
+        tell()
     return seen
 
 
@@ -95,9 +96,16 @@ def test_driver_storage_matches_optuna_rdb_storage(tmp_path: Path, n: int) -> No
         TrialState.FAIL,
         TrialState.RUNNING,
     }
-    # and the cache serves what the database holds
+
+    # and the cache serves what the database holds (times included: the end is not re-read)
+    def full(trials: list[Any]) -> list[tuple[Any, ...]]:
+        return [
+            (t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs, t.intermediate_values)
+            + (t.datetime_start, t.datetime_complete)
+            for t in trials
+        ]
+
     cached = optuna.load_study(study_name="s", storage=ours_storage).get_trials(deepcopy=False)
-    assert [
-        (t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs, t.intermediate_values)
-        for t in cached
-    ] == stored
+    in_db = optuna.load_study(study_name="s", storage=optuna.storages.RDBStorage(ours_url))
+    assert full(cached) == full(in_db.get_trials(deepcopy=False))
+    assert all(t.datetime_complete is not None for t in cached if t.state.is_finished())

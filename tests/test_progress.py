@@ -192,7 +192,8 @@ def test_iel_submit_piped_prints_plain_lines(tmp_path: Path) -> None:
     out = proc.stdout.splitlines()
     assert "\x1b" not in proc.stdout
     phases = [line for line in out if line.endswith("...")]
-    assert phases == ["opening stores...", "starting Ray...", "workers starting..."]
+    # a new home: nothing recorded, so Ray and the workers start first, the stores while the workers start
+    assert phases == ["starting Ray...", "opening stores...", "workers starting..."]
     assert len([line for line in out if line.startswith("started ")]) == 2
     assert len([line for line in out if " done dice=" in line]) == 1
     assert (
@@ -212,3 +213,14 @@ def test_iel_submit_piped_prints_plain_lines(tmp_path: Path) -> None:
     assert out[i + 1].startswith("  ") and out[i + 1].endswith(
         "seed 0: [error] IELError: no-op trial failed on purpose in epoch 2 (noop.fail_at_epoch)"
     )
+    # the same home again: the stores first (what is recorded decides whether Ray starts at all)
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--home", str(home)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 1, again.stderr[-3000:]  # the failed trial runs again, and fails again
+    phases = [line for line in again.stdout.splitlines() if line.endswith("...")]
+    assert phases == ["opening stores...", "starting Ray...", "workers starting..."]

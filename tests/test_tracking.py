@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from orchestrator.driver import tracking_writer
 from orchestrator.driver.tracking_writer import TrackingWriter
 from orchestrator.tracking import Tracker, TrackingUnavailable, flatten
 
@@ -169,3 +172,84 @@ def test_background_writer_refreshes_at_most_once_per_interval_and_at_close(tmp_
         ids.append(writer.run_id(key, 60))
     writer.close()
     assert 1 <= len(seen) <= 2 and seen[-1] == 30
+
+
+def _count_batches(tracker: Tracker) -> list[tuple[str, int, int, int]]:
+    """Record every log_batch request the tracker makes: (run, params, metrics, tags)."""
+    calls: list[tuple[str, int, int, int]] = []
+    inner = tracker.client.log_batch
+
+    def counted(run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kw: Any) -> Any:
+        calls.append((run_id, len(params or ()), len(metrics or ()), len(tags or ())))
+        return inner(run_id, metrics=metrics, params=params, tags=tags, **kw)
+
+    tracker.client.log_batch = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_short_runs_params_metrics_tags_and_end_go_in_one_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Params wait (up to PARAMS_HOLD_S; here long enough to be certain) for the run's next write: a run
+    whose end follows at once has one log_batch carrying params, metrics and tags, and what MLflow holds
+    is what separate requests would have written."""
+    monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", 3600.0)
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    calls = _count_batches(tracker)
+    writer = TrackingWriter(tracker)
+    keys = []
+    for i in range(6):
+        key = writer.create_trial(exp, parent, f"t{i}", {"iel.seed": str(i)})
+        writer.log_params(key, {"opt": {"lr": i / 10, "name": "adam"}})
+        if i % 2:  # an epoch streamed before the end: the params go with it
+            writer.log_metrics(key, [(1, "dice", i / 10)])
+        writer.finish(key, "FINISHED", tags={"iel.host": "h"}, metrics=[(2, "dice", i / 5)])
+        keys.append(key)
+    writer.close()
+    ids = [writer.run_id(k) for k in keys]
+    client = MlflowClient(tracker.tracking_uri)
+    for i, run_id in enumerate(ids):
+        assert run_id is not None
+        run = client.get_run(run_id)
+        assert run.data.params == {"opt.lr": str(i / 10), "opt.name": "adam"}
+        assert run.data.tags["iel.host"] == "h" and run.info.status == "FINISHED"
+        steps = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "dice"))
+        assert steps == ([(1, i / 10)] if i % 2 else []) + [(2, i / 5)]
+        mine = [c for c in calls if c[0] == run_id]
+        assert sum(c[1] for c in mine) == 2 and mine[0][1] == 2, mine  # the params in the first request
+        assert len(mine) <= 2, mine  # (an epoch batch and the end at most; one when they meet)
+
+
+def test_held_params_are_written_when_their_time_is_up_and_at_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Params of a run with no further write are not lost: flush() writes them at once, and without a flush
+    they are written once PARAMS_HOLD_S has passed."""
+    tracker = _tracker(tmp_path)
+    exp = tracker.experiment("s")
+    parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
+    client = MlflowClient(tracker.tracking_uri)
+
+    monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", 3600.0)
+    writer = TrackingWriter(tracker)
+    key = writer.create_trial(exp, parent, "held", {})
+    writer.log_params(key, {"lr": 0.1})
+    run_id = writer.run_id(key, 60)
+    assert run_id is not None
+    writer.flush()
+    assert client.get_run(run_id).data.params == {"lr": "0.1"}
+    writer.close()
+
+    monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", 0.05)
+    writer = TrackingWriter(tracker)
+    key = writer.create_trial(exp, parent, "timed", {})
+    writer.log_params(key, {"lr": 0.2})
+    run_id = writer.run_id(key, 60)
+    assert run_id is not None
+    deadline = time.monotonic() + 60  # a liveness bound, not a timing assertion
+    while not client.get_run(run_id).data.params and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get_run(run_id).data.params == {"lr": "0.2"}
+    writer.close()

@@ -102,7 +102,9 @@ def _is_oom(exc: BaseException) -> bool:
 class TrialWorker:
     """Plain class; :mod:`workers.pool` wraps it as a threaded Ray actor."""
 
-    def __init__(self, worker_index: int = 0, gpu_memory_fraction: float | None = None) -> None:
+    def __init__(
+        self, worker_index: int = 0, gpu_memory_fraction: float | None = None, torch_threads: int = 1
+    ) -> None:
         import mlflow.tracking  # noqa: F401  (warm imports: a trial's clock never pays for them)
         import torch
 
@@ -125,7 +127,7 @@ class TrialWorker:
             if gpu_memory_fraction is not None:
                 # Ray's fractional GPUs are logical only; this caps what the caching allocator may take.
                 torch.cuda.set_per_process_memory_fraction(float(gpu_memory_fraction), 0)
-        torch.set_num_threads(max(1, int(os.environ.get("IEL_TORCH_THREADS", "1"))))
+        torch.set_num_threads(max(1, int(torch_threads)))  # the trial's resources.cpus
 
     # ------------------------------------------------------------------------------ driver-facing API
     def ping(self) -> dict[str, Any]:

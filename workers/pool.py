@@ -53,7 +53,9 @@ class WorkerPool:
         options: dict[str, Any] = {"num_cpus": res.cpus, "num_gpus": res.gpus}
         if self.env:
             options["runtime_env"] = {"env_vars": self.env}
-        worker = _RemoteWorker.options(**options).remote(self._created, fraction if res.gpus > 0 else None)
+        worker = _RemoteWorker.options(**options).remote(
+            self._created, fraction if res.gpus > 0 else None, max(1, int(res.cpus))
+        )
         self._created += 1
         return worker
 

@@ -142,6 +142,7 @@ class DBCore:
         self.retry_attempts = retry_attempts
         self.retry_backoff_s = retry_backoff_s
         self.on_retry = on_retry
+        self._cell_study: dict[int, int] = {}  # cell id -> its study's id, as read (a cell never moves)
         try:
             _eng.check_reachable(self.engine)
             if upgrade:

@@ -3,6 +3,7 @@ locks in :mod:`.locks`, plumbing in :mod:`.base`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,7 +100,11 @@ class ResultsDB(Reads, DriverLocks, DBCore):
             where = and_(Trial.study_id == study_id, Trial.trial_hash == trial_hash)
             tid = conn.execute(select(Trial.id).where(where)).scalar()
             if tid is None:
-                cell_study = conn.execute(select(Cell.study_id).where(Cell.id == cell_id)).scalar()
+                cell_study = self._cell_study.get(cell_id)
+                if cell_study is None:
+                    cell_study = conn.execute(select(Cell.study_id).where(Cell.id == cell_id)).scalar()
+                    if cell_study is not None:
+                        self._cell_study[cell_id] = cell_study
                 if cell_study != study_id:
                     raise ValueError(f"cell {cell_id} does not belong to study {study_id} (got {cell_study})")
                 values = dict(
@@ -123,6 +128,7 @@ class ResultsDB(Reads, DriverLocks, DBCore):
         self,
         trial_id: int,
         *,
+        record: TrialRecord | None = None,
         attempt: int,
         mlflow_run_id: str | None,
         host: str,
@@ -131,7 +137,8 @@ class ResultsDB(Reads, DriverLocks, DBCore):
         optuna_trial_number: int | None = None,
     ) -> TrialRecord:
         """RUNNING, attempt number ``attempt`` (1 for the first), started now; returns the updated record
-        (read in the same transaction)."""
+        (read in the same transaction, or ``record`` -- the trial as last read by the single writer --
+        with these values)."""
         values = dict(
             state=TrialState.RUNNING.value,
             attempts=attempt,
@@ -152,6 +159,8 @@ class ResultsDB(Reads, DriverLocks, DBCore):
 
         def run(conn: Connection) -> TrialRecord:
             self._update_trial(conn, trial_id, **values)
+            if record is not None and record.id == trial_id:
+                return dataclasses.replace(record, **{**values, "state": TrialState.RUNNING})  # type: ignore[arg-type]
             return self._get_trial(conn, trial_id)
 
         return self._tx(run)

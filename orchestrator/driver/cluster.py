@@ -81,11 +81,11 @@ def check_resources(spec: StudySpec, allow_cpu: bool) -> WorkerResources:
 
 
 def worker_env(resources: WorkerResources) -> dict[str, str]:
-    """The environment of every worker: its torch threads, and MLflow's credentials (remote workers do not
-    inherit the driver's environment)."""
-    env = {"IEL_TORCH_THREADS": str(max(1, int(resources.cpus)))}
-    env.update({k: os.environ[k] for k in WORKER_ENV_PASSTHROUGH if k in os.environ})
-    return env
+    """What every worker's environment must add: MLflow's credentials, when the driver has them (remote
+    workers do not inherit the driver's environment).  Usually nothing, so Ray can give the workers its
+    already started worker processes (a ``runtime_env`` needs new ones: about a second each); the torch
+    threads go to the worker itself (:class:`~workers.pool.WorkerPool`)."""
+    return {k: os.environ[k] for k in WORKER_ENV_PASSTHROUGH if k in os.environ}
 
 
 def check_workers_start(pool: WorkerPool, waited_s: float) -> None:

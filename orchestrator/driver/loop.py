@@ -37,7 +37,7 @@ from orchestrator.driver.recorder import Recorder
 from orchestrator.driver.stores import Stores
 from orchestrator.plan import Plan, build_plan
 from orchestrator.progress import Progress
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, sqlite_file
 from orchestrator.study import StudySpec
 from orchestrator.study_version import check_against_recorded
 from workers.pool import WorkerPool, WorkerResources
@@ -257,10 +257,16 @@ class StudyRunner:
         mlflow_db_log.setLevel(logging.CRITICAL)
         interrupted = False
         try:
+            early = self._start_early()
             self.progress.phase("opening stores...")
-            stores = Stores.open(self.settings, self.spec.name, self.owner)
             try:
-                study_run = self._drive(stores)
+                stores = Stores.open(self.settings, self.spec.name, self.owner)
+            except BaseException:
+                if early is not None:
+                    early[1].shutdown()
+                raise
+            try:
+                study_run = self._drive(stores, early)
                 counts = stores.db.status_counts(self.spec.name)
             finally:
                 self.guard.defer()
@@ -309,15 +315,35 @@ class StudyRunner:
         self.guard.install()  # ray.init replaced the SIGTERM handler with a bare sys.exit
         return check_resources(self.spec, self.allow_cpu)
 
-    def _drive(self, stores: Stores) -> str:
-        # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
-        # an edit (or changed data or code) that would mix results: refused before Ray starts
-        check_against_recorded(stores.db, self.spec, self.plan)
-        resources = self._resources(nothing_to_do(stores.db, self.spec, self.plan))
-        stores.lock_mlflow(self.spec.description)
-        recorder = Recorder(stores, self.spec, self.plan, self.settings, self.progress)
-        self.progress.phase("workers starting...")
+    def _start_early(self) -> tuple[WorkerResources, WorkerPool] | None:
+        """On a new home (its SQLite results database does not exist yet) nothing is recorded, so nothing can
+        be refused, kept or reused: Ray and the workers start first, and the workers start while the
+        stores are created (a new home's stores take 1-3 s to create).  None elsewhere."""
+        path = sqlite_file(self.settings.db_url)
+        if path is None or path.exists():
+            return None
+        resources = self._resources(idle=False)
         pool = WorkerPool(self.max_concurrent, resources, worker_env(resources))
+        pool.grow(min(self.max_concurrent, max(1, self.plan.n_trials())))
+        return resources, pool
+
+    def _drive(self, stores: Stores, early: tuple[WorkerResources, WorkerPool] | None = None) -> str:
+        # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
+        # An edit (or changed data or code) that would mix results is refused before Ray starts -- or, on a
+        # new home, where Ray started first, still refused here (another driver may have been faster).
+        pool = early[1] if early is not None else None
+        try:
+            check_against_recorded(stores.db, self.spec, self.plan)
+            if pool is None:
+                resources = self._resources(nothing_to_do(stores.db, self.spec, self.plan))
+                pool = WorkerPool(self.max_concurrent, resources, worker_env(resources))
+            stores.lock_mlflow(self.spec.description)
+            recorder = Recorder(stores, self.spec, self.plan, self.settings, self.progress)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown()  # workers started early
+            raise
+        self.progress.phase("workers starting...")
         running: dict[Any, WorkItem] = {}
         queue: TrialQueue | None = None
         interrupted: BaseException | None = None

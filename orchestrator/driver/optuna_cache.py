@@ -18,9 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna import distributions
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
+
+Param = tuple[str, float, distributions.BaseDistribution]  # name, internal value, distribution
 
 
 class SingleWriterCache(_CachedStorage):
@@ -29,6 +32,8 @@ class SingleWriterCache(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._read_once: set[int] = set()
+        self._staged: dict[int, tuple[dict[str, Any], dict[int, float]]] = {}
+        self._params: dict[int, list[Param]] = {}  # sampled, written with the trial's next write
 
     # --------------------------------------------------------------------------------------- reads
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
@@ -54,9 +59,17 @@ class SingleWriterCache(_CachedStorage):
         param_value_internal: float,
         distribution: distributions.BaseDistribution,
     ) -> None:
-        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
         with self._lock:
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            known = self._studies[study_id].param_distribution.get(param_name)
             trial = self._cached(trial_id)
+        if known is None or trial is None or trial.state.is_finished():
+            # the first of its name here (checked against the database), or an error for a finished trial
+            super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        else:
+            distributions.check_distribution_compatibility(known, distribution)  # as Optuna checks it
+            self._params.setdefault(trial_id, []).append((param_name, param_value_internal, distribution))
+        with self._lock:
             if trial is not None:
                 trial.params[param_name] = distribution.to_external_repr(param_value_internal)
                 trial.distributions[param_name] = distribution
@@ -64,20 +77,58 @@ class SingleWriterCache(_CachedStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
+        staged = self._staged.get(trial_id)
+        if staged is None or not state.is_finished():
+            self._flush_params(trial_id)
+            try:
+                return super().set_trial_state_values(trial_id, state, values)
+            finally:
+                self._reload(trial_id)  # as stored (also when the write failed: a trial finished elsewhere)
         try:
-            return super().set_trial_state_values(trial_id, state, values)
-        finally:
-            self._reload(trial_id)  # as stored (also when the write failed: a trial finished elsewhere)
+            when = self._backend.end_trial(  # type: ignore[attr-defined]
+                trial_id, *staged, state, values, self._params.get(trial_id, ())
+            )
+        except UpdateFinishedTrialError:
+            self._staged.pop(trial_id, None)  # ended by an earlier attempt of this write, or elsewhere
+            self._params.pop(trial_id, None)
+            self._reload(trial_id)
+            raise
+        self._staged.pop(trial_id, None)
+        self._params.pop(trial_id, None)
+        if when is None:
+            self._reload(trial_id)
+            return False
+        with self._lock:  # the trial as just written: no re-read
+            trial = self._cached(trial_id)
+            if trial is not None:
+                trial.state, trial.values, trial.datetime_complete = state, values, when
+        return True
+
+    def stage_extras(
+        self, trial_id: int, user_attrs: Mapping[str, Any], intermediate: Mapping[int, float]
+    ) -> None:
+        """Attributes and intermediate values (as :meth:`write_trial_extras`) for the cache now and for the
+        database with the trial's end: the next finishing ``set_trial_state_values`` writes them in the same
+        transaction (``BatchRDBStorage.end_trial``).  :meth:`unstage` takes back what was not written."""
+        self._staged[trial_id] = (dict(user_attrs), dict(intermediate))
+        self._apply_extras(trial_id, user_attrs, intermediate)
+
+    def unstage(self, trial_id: int) -> tuple[dict[str, Any], dict[int, float]] | None:
+        """The extras staged for ``trial_id`` and not written yet (None when none are left)."""
+        return self._staged.pop(trial_id, None)
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._flush_params(trial_id)
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         self._update(trial_id, intermediate={step: float(intermediate_value)})
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._flush_params(trial_id)
         super().set_trial_user_attr(trial_id, key, value)
         self._update(trial_id, user_attrs={key: value})
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._flush_params(trial_id)
         super().set_trial_system_attr(trial_id, key, value)
         self._update(trial_id, system_attrs={key: value})
 
@@ -86,7 +137,20 @@ class SingleWriterCache(_CachedStorage):
     ) -> None:
         """The backend's batched write (``BatchRDBStorage.write_trial_extras``: a step already reported
         keeps its first value), applied to the cache too."""
-        self._backend.write_trial_extras(trial_id, user_attrs, intermediate)  # type: ignore[attr-defined]
+        self._backend.write_trial_extras(  # type: ignore[attr-defined]
+            trial_id, user_attrs, intermediate, self._params.get(trial_id, ())
+        )
+        self._params.pop(trial_id, None)
+        self._apply_extras(trial_id, user_attrs, intermediate)
+
+    def _flush_params(self, trial_id: int) -> None:
+        """Write the trial's sampled params not written yet (before any other write of the trial)."""
+        if self._params.get(trial_id):
+            self.write_trial_extras(trial_id, {}, {})
+
+    def _apply_extras(
+        self, trial_id: int, user_attrs: Mapping[str, Any], intermediate: Mapping[int, float]
+    ) -> None:
         with self._lock:
             trial = self._cached(trial_id)
             if trial is not None:

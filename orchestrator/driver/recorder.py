@@ -25,6 +25,7 @@ from orchestrator.driver.models import log_best_models
 from orchestrator.driver.repair import epochs_of, fail_stale_rows, repair_finished_runs
 from orchestrator.driver.storage import (
     end_fast_sqlite,
+    end_trial,
     fast_sqlite,
     intermediate_values,
     optuna_storage,
@@ -247,6 +248,7 @@ class Recorder:
         self.writer.log_params(run, item.config)
         item.record = self.db.mark_running(
             rec.id,
+            record=rec,
             attempt=rec.attempts + 1,
             mlflow_run_id=None,
             host="",
@@ -308,12 +310,9 @@ class Recorder:
             "iel.fused_members": str(outcome.fused_members),
         }
         run_id = self.runs.await_run(item)
-        # Optuna: the epochs it has not seen and the trial's run, in one transaction, then the trial's end.
+        # Optuna: the epochs it has not seen and the trial's run, with the trial's end (one transaction).
         attrs = {} if item.run_recorded else {"mlflow_run_id": run_id}
-        write_trial_extras(
-            item.optuna_trial, attrs, intermediate_values(item.search.metrics, item.epochs, unreported)
-        )
-        item.run_recorded = True
+        extras = (attrs, intermediate_values(item.search.metrics, item.epochs, unreported))
         self.writer.finish(run_id, end.mlflow, error=mlflow_error, tags=tags, metrics=unlogged)
         self.db.finish_trial(
             item.record.id,
@@ -329,8 +328,12 @@ class Recorder:
             epoch_metrics=rows,
             mlflow_run_id=run_id,
         )
-        if not retry:
-            storage_call(_TELL[end.optuna], item.search, item.optuna_trial, final)
+        if retry:
+            write_trial_extras(item.optuna_trial, *extras)
+        else:
+            tell = _TELL[end.optuna]
+            end_trial(item.optuna_trial, *extras, lambda: tell(item.search, item.optuna_trial, final))
+        item.run_recorded = True
         self.writer.refresh(self.refresher)
         self.progress.trial_ended(
             item.cell.key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from orchestrator.db.engine import (
 )
 
 T = TypeVar("T")
+Param = tuple[str, float, optuna.distributions.BaseDistribution]  # a sampled param: name, internal value
 _db_logger = logging.getLogger("orchestrator.db")  # retries of Optuna's storage are logged with ours
 
 
@@ -45,27 +47,104 @@ class BatchRDBStorage(optuna.storages.RDBStorage):
     reported keeps its first value."""
 
     def write_trial_extras(
-        self, trial_id: int, user_attrs: Mapping[str, Any], intermediate: Mapping[int, float]
+        self,
+        trial_id: int,
+        user_attrs: Mapping[str, Any],
+        intermediate: Mapping[int, float],
+        params: Sequence[Param] = (),
     ) -> None:
-        from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        if not user_attrs and not intermediate:
+        if not user_attrs and not intermediate and not params:
             return
         with _create_scoped_session(self.scoped_session, True) as session:
-            for key, value in user_attrs.items():
-                self._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, key, value
+            self._extras_without_commit(session, trial_id, user_attrs, intermediate, params)
+
+    def end_trial(
+        self,
+        trial_id: int,
+        user_attrs: Mapping[str, Any],
+        intermediate: Mapping[int, float],
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+        params: Sequence[Param] = (),
+    ) -> datetime.datetime | None:
+        """:meth:`write_trial_extras` and ``set_trial_state_values`` (a finished ``state``) in one
+        transaction, as Optuna writes them; returns the trial's ``datetime_complete`` as written, or None
+        when the database refused the write (an integrity error, as ``set_trial_state_values`` returns
+        False).  Raises ``UpdateFinishedTrialError`` for a trial already finished, as Optuna does."""
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        assert state.is_finished(), state
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = self._extras_without_commit(session, trial_id, user_attrs, intermediate, params)
+                for objective, v in enumerate(values or ()):
+                    self._set_trial_value_without_commit(session, trial, objective, v)
+                trial.state = state
+                trial.datetime_complete = when = datetime.datetime.now()
+        except sa_exc.IntegrityError:
+            return None
+        return when
+
+    def _extras_without_commit(
+        self,
+        session: Any,
+        trial_id: int,
+        user_attrs: Mapping[str, Any],
+        intermediate: Mapping[int, float],
+        params: Sequence[Param] = (),
+    ) -> Any:
+        """Add sampled params (already checked against the study's distributions), the attributes and the
+        intermediate values of steps not reported yet (rows as Optuna's own helpers write them) to
+        ``session``; returns the trial's row.  Raises ``UpdateFinishedTrialError`` for a finished trial."""
+        from optuna.storages._rdb import models
+
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        self.check_trial_is_updatable(trial_id, trial.state)  # type: ignore[arg-type]
+        for name, internal, dist in params:
+            session.add(
+                models.TrialParamModel(
+                    trial_id=trial_id,
+                    param_name=name,
+                    param_value=internal,
+                    distribution_json=optuna.distributions.distribution_to_json(dist),
                 )
-            reported = {
-                step
-                for (step,) in session.query(models.TrialIntermediateValueModel.step).filter(
-                    models.TrialIntermediateValueModel.trial_id == trial_id
-                )
-            }
+            )
+        for key, value in user_attrs.items():
+            self._upsert_user_attr(session, trial_id, key, value)
+        if intermediate:
+            rows = models.TrialIntermediateValueModel
+            reported = {step for (step,) in session.query(rows.step).filter(rows.trial_id == trial_id)}
             for step, value in intermediate.items():
-                if step not in reported:
-                    self._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+                if step in reported:
+                    continue
+                stored, kind = rows.intermediate_value_to_stored_repr(value)
+                session.add(
+                    rows(
+                        trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind
+                    )
+                )
+        return trial
+
+    def _upsert_user_attr(self, session: Any, trial_id: int, key: str, value: Any) -> None:
+        """Optuna's ``_set_trial_attr_without_commit`` without its re-read of the trial (already checked)."""
+        import json
+
+        from optuna.storages._rdb import models
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        model = models.TrialUserAttributeModel
+        if self.engine.name not in ("sqlite", "postgresql"):
+            self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            return
+        insert = sqlite.insert if self.engine.name == "sqlite" else postgresql.insert
+        stmt = insert(model).values(trial_id=trial_id, key=key, value_json=json.dumps(value))
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json}
+            )
+        )
 
 
 def write_trial_extras(
@@ -87,6 +166,32 @@ def write_trial_extras(
         )  # "the reported value is ignored because this step is already reported"
         for step, value in (intermediate or {}).items():
             storage_call(trial.report, value, step)
+
+
+def end_trial(
+    trial: optuna.trial.Trial,
+    user_attrs: Mapping[str, Any],
+    intermediate: Mapping[int, float],
+    tell: Callable[[], object],
+) -> None:
+    """Write ``trial``'s last attributes and intermediate values (as :func:`write_trial_extras`) and end it
+    with ``tell()`` (a ``study.tell``), retried as :func:`storage_call` does: in one transaction with the
+    trial's end when the storage can stage them (the driver's cache, ``SingleWriterCache.stage_extras``),
+    else one write before the tell.  What the tell did not write (it found the trial already finished) is
+    written on its own, as before the tell."""
+    stage = getattr(trial.storage, "stage_extras", None)
+    if stage is None or (not user_attrs and not intermediate):
+        write_trial_extras(trial, user_attrs, intermediate)
+        storage_call(tell)
+        return
+    stage(trial._trial_id, user_attrs, intermediate)
+    trial._cached_frozen_trial.user_attrs.update(user_attrs)
+    try:
+        storage_call(tell)
+    finally:
+        left = trial.storage.unstage(trial._trial_id)  # type: ignore[attr-defined]
+    if left is not None:
+        storage_call(trial.storage.write_trial_extras, trial._trial_id, *left)  # type: ignore[attr-defined]
 
 
 def intermediate_values(

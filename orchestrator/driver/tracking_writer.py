@@ -7,7 +7,10 @@ applies them (a run is always created before any write queued after its creation
 whatever else is queued, a run is created as soon as the writer is between two writes, and its
 ``on_created`` callback (on the writer's thread) hands the id on.  The other writes are applied in the order
 they were submitted; what is queued when the writer wakes is one batch, in which a run's metrics are
-gathered into one ``log_batch`` (with the run's end when that is in the batch too).  The study summaries
+gathered into one ``log_batch`` (with the run's end when that is in the batch too).  A run's params wait up
+to :data:`PARAMS_HOLD_S` for the run's next write and go in its request (a short trial's params, metrics,
+tags and end in one ``log_batch``); they are written on their own when that time is up, and at flush and
+close.  The study summaries
 (:meth:`TrackingWriter.refresh`) are recomputed at most every :data:`REFRESH_INTERVAL_S` (or four times
 their own cost, whichever is longer), and always at close.
 
@@ -35,6 +38,7 @@ Rows = list[tuple[int, str, float]]
 PENDING = "pending-"  # run keys of runs not created yet; MLflow's own run ids are hexadecimal
 REFRESH_INTERVAL_S = 1.0
 REFRESH_COST_FACTOR = 4.0  # a refresh that took t seconds waits at least this many times t for the next
+PARAMS_HOLD_S = 1.0  # a run's params wait at most this long to share a request with its next write
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class TrackingWriter:
         self._force_refresh = False  # flush() or close(): the waiting refresh runs now
         self._refreshing = False
         self._stopping = False
+        self._flushing = False  # flush() waits: held params are written now
+        self._held: dict[str, tuple[Mapping[str, Any], float]] = {}  # run -> its params, written by then
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="iel-mlflow-writer", daemon=True)
         self._thread.start()
@@ -159,7 +165,7 @@ class TrackingWriter:
     def flush(self) -> None:
         """Block until every write submitted so far is applied (and the waiting refresh has run)."""
         with self._cond:
-            self._force_refresh = True
+            self._force_refresh = self._flushing = True
             self._cond.notify_all()
             self._cond.wait_for(
                 lambda: (
@@ -168,6 +174,7 @@ class TrackingWriter:
                 )
             )
             self._force_refresh = self._stopping
+            self._flushing = False
 
     def close(self) -> None:
         """Apply every queued write, then stop the thread; raise :class:`TrackingUnavailable` if one failed."""
@@ -191,10 +198,10 @@ class TrackingWriter:
                 ops = list(self._ops)
                 self._ops.clear()
                 done = self._stopping and not self._creates and not ops
-            self._apply(ops)
+            applied = self._apply(ops)
             self._maybe_refresh()
             with self._cond:
-                self._unapplied -= len(ops)
+                self._unapplied -= applied
                 self._cond.notify_all()
             if done:
                 return
@@ -203,17 +210,25 @@ class TrackingWriter:
         refresh_due = self._refresh is not None and (
             self._force_refresh or time.monotonic() >= self._refresh_due
         )
-        return bool(self._creates or self._ops or self._stopping or refresh_due)
+        return bool(self._creates or self._ops or self._stopping or refresh_due or self._held_due())
+
+    def _held_due(self) -> bool:
+        return bool(self._held) and (
+            self._stopping or self._flushing or time.monotonic() >= min(t for _, t in self._held.values())
+        )
 
     def _wait_s(self) -> float | None:
-        if self._refresh is None:
-            return None
-        return max(0.0, self._refresh_due - time.monotonic())
+        due = [t for _, t in self._held.values()]
+        if self._refresh is not None:
+            due.append(self._refresh_due)
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
-    def _apply(self, ops: list[_Op]) -> None:
-        """Apply one batch in order, gathering each run's metrics until its end (or the batch's end);
-        runs waiting to be created are created first, and between any two writes."""
+    def _apply(self, ops: list[_Op]) -> int:
+        """Apply one batch in order, gathering each run's metrics until its end (or the batch's end), and a
+        run's held params into its next write; runs waiting to be created are created first, and between
+        any two writes.  Returns how many submitted writes were applied (held params count when written)."""
         self._create_waiting()
+        held_before = len(self._held)
         pending: dict[str, Rows] = {}
         for op in ops:
             self._create_waiting()
@@ -221,14 +236,39 @@ class TrackingWriter:
                 pending.setdefault(op.run, []).extend(op.rows)
             elif isinstance(op, _End):
                 rows = pending.pop(op.run, []) + op.rows
-                self._call(self.tracker.finish, op.run, op.status, op.error, op.tags, rows)
-            else:
-                self._call(self.tracker.log_params, op.run, op.config)
+                params = self._take_held(op.run)
+                self._call(self.tracker.finish, op.run, op.status, op.error, op.tags, rows, params)
+            elif (run := self._resolved(op.run)) is not None:  # (None: its creation failed, recorded)
+                if run in self._held:  # params of this run again: the earlier ones first
+                    self._call(self.tracker.log_params, run, self._take_held(run))
+                self._held[run] = (op.config, time.monotonic() + PARAMS_HOLD_S)
         self._flush_metrics(pending)
+        self._release_held()
+        return len(ops) - (len(self._held) - held_before)
+
+    def _resolved(self, run: str) -> str | None:
+        """The id of the run a key names (its creation was applied before any write queued after it)."""
+        if not run.startswith(PENDING):
+            return run
+        with self._cond:
+            return self._ids.get(run)
+
+    def _take_held(self, run: str) -> Mapping[str, Any] | None:
+        resolved = self._resolved(run)
+        held = self._held.pop(resolved, None) if resolved is not None else None
+        return None if held is None else held[0]
+
+    def _release_held(self) -> None:
+        """Write the held params whose time is up (all of them at flush and close)."""
+        with self._cond:
+            force = self._stopping or self._flushing
+        now = time.monotonic()
+        for run in [r for r, (_, t) in self._held.items() if force or now >= t]:
+            self._call(self.tracker.log_params, run, self._take_held(run))
 
     def _flush_metrics(self, pending: dict[str, Rows]) -> None:
         for run, rows in pending.items():
-            self._call(self.tracker.log_metrics, run, rows)
+            self._call(self.tracker.log_metrics, run, rows, None, self._take_held(run))
         pending.clear()
 
     def _create_waiting(self) -> None:
