@@ -191,11 +191,26 @@ def test_study_and_cell_round_trip(db: ResultsDB) -> None:
         db.cells("nope")
 
 
+def test_a_new_trials_record_is_what_a_read_gives(db: ResultsDB) -> None:
+    """ensure_trial builds a new row's record without reading it back (the cell's part is cached): equal to
+    a read, also for a baseline cell and after the cell was updated; a cell of another study is refused."""
+    sid = db.ensure_study("s", "", {})
+    base = db.ensure_cell(sid, "base", {"x": 0}, True, None)
+    first = db.ensure_trial(sid, base, 1, _h(90), {"a": (1, 2)}, None, "v")
+    assert first == db.get_trial(first.id) and first.is_baseline and first.config == {"a": [1, 2]}
+    db.ensure_cell(sid, "base", {"x": 0, "y": 2}, False, None)
+    second = db.ensure_trial(sid, base, 2, _h(91), {}, None, "v")
+    assert second == db.get_trial(second.id) and not second.is_baseline and second.factors["y"] == 2
+    with pytest.raises(ValueError, match="does not belong to study"):
+        db.ensure_trial(db.ensure_study("other", "", {}), base, 1, _h(92), {}, None, "v")
+
+
 def test_trial_life_cycle_round_trip(db: ResultsDB) -> None:
     sid = db.ensure_study("s", "", {})
     cid = db.ensure_cell(sid, "c", {"x": 1}, False, None)
     config = {"model": {"name": "unet", "width": 8}, "seed": 3}
     tr = db.ensure_trial(sid, cid, 3, _h(1), config, 7, "abc123")
+    assert tr == db.get_trial(tr.id)  # the new row's record, built without a read, is what a read gives
     assert (tr.state, tr.attempts, tr.search_index, tr.config, tr.factors) == (
         TrialState.PENDING,
         0,

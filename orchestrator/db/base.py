@@ -142,7 +142,8 @@ class DBCore:
         self.retry_attempts = retry_attempts
         self.retry_backoff_s = retry_backoff_s
         self.on_retry = on_retry
-        self._cell_study: dict[int, int] = {}  # cell id -> its study's id, as read (a cell never moves)
+        # cell id -> (study id, study name, cell key, factors JSON, baseline), as this writer last read it
+        self._cells: dict[int, tuple[int, str, str, str, bool]] = {}
         try:
             _eng.check_reachable(self.engine)
             if upgrade:
@@ -231,6 +232,16 @@ class DBCore:
         for tid, name, value in conn.execute(q.where(*where)):
             metrics.setdefault(tid, {})[name] = value
         return [_trial_record(r._mapping, metrics.get(r.id, {})) for r in rows]
+
+    def _cell_info(self, conn: Connection, cell_id: int) -> tuple[int, str, str, str, bool] | None:
+        """The cell's study (id, name), key, factors JSON and baseline flag (cached per instance)."""
+        if cell_id not in self._cells:
+            q = select(Cell.study_id, Study.name, Cell.cell_key, Cell.factors_json, Cell.is_baseline)
+            row = conn.execute(q.join(Study, Study.id == Cell.study_id).where(Cell.id == cell_id)).first()
+            if row is None:
+                return None
+            self._cells[cell_id] = (row[0], row[1], row[2], row[3], bool(row[4]))
+        return self._cells[cell_id]
 
     def _get_trial(self, conn: Connection, trial_id: int) -> TrialRecord:
         found = self._load_trials(conn, Trial.id == trial_id)

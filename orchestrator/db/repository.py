@@ -9,7 +9,15 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, literal, select, update
 
-from orchestrator.db.base import DBCore, RecordNotFound, _check_failure_kind, _dumps, _finite, alembic_config
+from orchestrator.db.base import (
+    DBCore,
+    RecordNotFound,
+    _check_failure_kind,
+    _dumps,
+    _finite,
+    _trial_record,
+    alembic_config,
+)
 from orchestrator.db.locks import DriverLocked, DriverLocks
 from orchestrator.db.models import (
     Artifact,
@@ -76,6 +84,7 @@ class ResultsDB(Reads, DriverLocks, DBCore):
             cid = conn.execute(select(Cell.id).where(where)).scalar()
             if cid is not None:
                 conn.execute(update(Cell).where(Cell.id == cid).values(**values))
+                self._cells.pop(cid, None)
                 return cid
             stmt = insert(Cell).values(study_id=study_id, cell_key=cell_key, **values).returning(Cell.id)
             return conn.execute(stmt).scalar_one()
@@ -99,28 +108,32 @@ class ResultsDB(Reads, DriverLocks, DBCore):
         def run(conn: Connection) -> TrialRecord:
             where = and_(Trial.study_id == study_id, Trial.trial_hash == trial_hash)
             tid = conn.execute(select(Trial.id).where(where)).scalar()
-            if tid is None:
-                cell_study = self._cell_study.get(cell_id)
-                if cell_study is None:
-                    cell_study = conn.execute(select(Cell.study_id).where(Cell.id == cell_id)).scalar()
-                    if cell_study is not None:
-                        self._cell_study[cell_id] = cell_study
-                if cell_study != study_id:
-                    raise ValueError(f"cell {cell_id} does not belong to study {study_id} (got {cell_study})")
-                values = dict(
-                    study_id=study_id,
-                    cell_id=cell_id,
-                    seed=seed,
-                    search_index=search_index,
-                    trial_hash=trial_hash,
-                    config_json=_dumps(config),
-                    state=TrialState.PENDING.value,
-                    attempts=0,
-                    code_version=code_version,
-                    created_at=utcnow(),
-                )
-                tid = conn.execute(insert(Trial).values(**values).returning(Trial.id)).scalar_one()
-            return self._get_trial(conn, tid)
+            if tid is not None:
+                return self._get_trial(conn, tid)
+            cell = self._cell_info(conn, cell_id)
+            if cell is None or cell[0] != study_id:
+                got = None if cell is None else cell[0]
+                raise ValueError(f"cell {cell_id} does not belong to study {study_id} (got {got})")
+            values = dict(
+                study_id=study_id,
+                cell_id=cell_id,
+                seed=seed,
+                search_index=search_index,
+                trial_hash=trial_hash,
+                config_json=_dumps(config),
+                state=TrialState.PENDING.value,
+                attempts=0,
+                code_version=code_version,
+                created_at=utcnow(),
+            )
+            tid = conn.execute(insert(Trial).values(**values).returning(Trial.id)).scalar_one()
+            # the new row as a read would return it (every column not set is NULL), without the read
+            row = {c.name: None for c in Trial.__table__.c} | values | {"id": tid}
+            _, study_name, cell_key, factors_json, is_baseline = cell
+            cell_fields = dict(
+                study_name=study_name, cell_key=cell_key, factors_json=factors_json, is_baseline=is_baseline
+            )
+            return _trial_record(row | cell_fields, {})
 
         return self._tx(run)
 

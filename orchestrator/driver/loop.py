@@ -77,6 +77,10 @@ class DriverLoop:
         self.running = running  # result reference -> item, shared with the caller (closed on exit)
 
     def run(self) -> None:
+        with self.recorder.writer.critical_path():  # MLflow writes wait while the loop works
+            self._run()
+
+    def _run(self) -> None:
         last_poll = 0.0
         waiting_since: float | None = None
         while True:
@@ -88,7 +92,8 @@ class DriverLoop:
                 # Trials wait and no worker runs: wait for one to start (bounded).
                 waiting_since = waiting_since or time.monotonic()
                 check_workers_start(self.pool, time.monotonic() - waiting_since)
-                self.pool.wait_started(POLL_INTERVAL_S)
+                with self.recorder.writer.driver_waiting():
+                    self.pool.wait_started(POLL_INTERVAL_S)
                 self.recorder.stores.heartbeat()
                 continue
             waiting_since = None
@@ -128,7 +133,8 @@ class DriverLoop:
     def _collect_ready(self) -> None:
         """Wake on the first result (a free worker takes the next trial at once), then take every other
         result that is already in."""
-        ready, rest = ray.wait(list(self.running), num_returns=1, timeout=POLL_INTERVAL_S)
+        with self.recorder.writer.driver_waiting():
+            ready, rest = ray.wait(list(self.running), num_returns=1, timeout=POLL_INTERVAL_S)
         if ready and rest:
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in ready:
@@ -183,7 +189,8 @@ class DriverLoop:
         workers = {id(item.worker): item.worker for item in self.running.values()}  # a fused group shares one
         refs = [worker.poll.remote() for worker in workers.values()]
         try:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
+            with self.recorder.writer.driver_waiting():
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=2.0)
         except ray.exceptions.RayError:
             return
         for ref in ready:

@@ -309,7 +309,8 @@ class Recorder:
             "iel.device": outcome.device,
             "iel.fused_members": str(outcome.fused_members),
         }
-        run_id = self.runs.await_run(item)
+        with self.writer.driver_waiting():  # (the writer's turn: the run may not be created yet)
+            run_id = self.runs.await_run(item)
         # Optuna: the epochs it has not seen and the trial's run, with the trial's end (one transaction).
         attrs = {} if item.run_recorded else {"mlflow_run_id": run_id}
         extras = (attrs, intermediate_values(item.search.metrics, item.epochs, unreported))

@@ -111,8 +111,8 @@ class BatchRDBStorage(optuna.storages.RDBStorage):
                     distribution_json=optuna.distributions.distribution_to_json(dist),
                 )
             )
-        for key, value in user_attrs.items():
-            self._upsert_user_attr(session, trial_id, key, value)
+        if user_attrs:
+            self._upsert_user_attrs(session, trial_id, user_attrs)
         if intermediate:
             rows = models.TrialIntermediateValueModel
             reported = {step for (step,) in session.query(rows.step).filter(rows.trial_id == trial_id)}
@@ -127,8 +127,9 @@ class BatchRDBStorage(optuna.storages.RDBStorage):
                 )
         return trial
 
-    def _upsert_user_attr(self, session: Any, trial_id: int, key: str, value: Any) -> None:
-        """Optuna's ``_set_trial_attr_without_commit`` without its re-read of the trial (already checked)."""
+    def _upsert_user_attrs(self, session: Any, trial_id: int, user_attrs: Mapping[str, Any]) -> None:
+        """Optuna's ``_set_trial_attr_without_commit`` for several attributes in one statement, without its
+        re-read of the trial (already checked)."""
         import json
 
         from optuna.storages._rdb import models
@@ -136,10 +137,12 @@ class BatchRDBStorage(optuna.storages.RDBStorage):
 
         model = models.TrialUserAttributeModel
         if self.engine.name not in ("sqlite", "postgresql"):
-            self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            for key, value in user_attrs.items():
+                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
             return
         insert = sqlite.insert if self.engine.name == "sqlite" else postgresql.insert
-        stmt = insert(model).values(trial_id=trial_id, key=key, value_json=json.dumps(value))
+        rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in user_attrs.items()]
+        stmt = insert(model).values(rows)
         session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json}

@@ -10,9 +10,12 @@ they were submitted; what is queued when the writer wakes is one batch, in which
 gathered into one ``log_batch`` (with the run's end when that is in the batch too).  A run's params wait up
 to :data:`PARAMS_HOLD_S` for the run's next write and go in its request (a short trial's params, metrics,
 tags and end in one ``log_batch``); they are written on their own when that time is up, and at flush and
-close.  The study summaries
-(:meth:`TrackingWriter.refresh`) are recomputed at most every :data:`REFRESH_INTERVAL_S` (or four times
-their own cost, whichever is longer), and always at close.
+close.  The study summaries (:meth:`TrackingWriter.refresh`) are recomputed at most every
+:data:`REFRESH_INTERVAL_S` (or four times their own cost, whichever is longer), and always at close.
+While the driver loop is on its critical path (a trial's end, the next trial's ask and start:
+:meth:`TrackingWriter.critical_path`, except inside :meth:`TrackingWriter.driver_waiting`) each write but a
+run's creation waits for it, at most :data:`DEFER_MAX_S`: the writer thread shares the interpreter (and the
+cores) with the driver and would otherwise slow every trial's bookkeeping; flush and close wait for nothing.
 
 :meth:`TrackingWriter.close` drains everything (normal end, exception, Ctrl-C alike).  A crash that loses
 queued writes leaves runs RUNNING, which the next submit closes (:meth:`~orchestrator.tracking.Tracker.
@@ -23,11 +26,12 @@ outcome.  Thread safety: submit from one thread (the driver loop); :meth:`run_id
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,7 @@ PENDING = "pending-"  # run keys of runs not created yet; MLflow's own run ids a
 REFRESH_INTERVAL_S = 1.0
 REFRESH_COST_FACTOR = 4.0  # a refresh that took t seconds waits at least this many times t for the next
 PARAMS_HOLD_S = 1.0  # a run's params wait at most this long to share a request with its next write
+DEFER_MAX_S = 0.05  # a write waits at most this long for the driver loop to leave its critical path
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class TrackingWriter:
         self._keys = 0
         self._ids: dict[str, str | None] = {}  # run key -> run id (None: its creation failed)
         self._refresh: Callable[[Tracker], None] | None = None  # the refresh waiting to run
+        self._refresh_after = 0  # ... once this many writes were taken from the queue and applied
+        self._queued_total = 0  # writes ever queued (run creations aside)
+        self._taken_total = 0  # writes ever taken from the queue and applied (or held)
         self._refresh_due = 0.0  # monotonic time before which no refresh runs
         self._force_refresh = False  # flush() or close(): the waiting refresh runs now
         self._refreshing = False
@@ -95,6 +103,7 @@ class TrackingWriter:
         self._flushing = False  # flush() waits: held params are written now
         self._held: dict[str, tuple[Mapping[str, Any], float]] = {}  # run -> its params, written by then
         self._error: BaseException | None = None
+        self._driver_busy = False  # the driver loop is on its critical path
         self._thread = threading.Thread(target=self._work, name="iel-mlflow-writer", daemon=True)
         self._thread.start()
 
@@ -139,13 +148,50 @@ class TrackingWriter:
         waiting only the last runs, at most every :attr:`refresh_interval_s` (always at flush and close)."""
         with self._cond:
             self._refresh = fn
+            self._refresh_after = self._queued_total
             self._cond.notify_all()
 
     def _put(self, op: _Op) -> None:
         with self._cond:
             self._ops.append(op)
+            self._queued_total += 1
             self._unapplied += 1
             self._cond.notify_all()
+
+    # ------------------------------------------------------------------------------- the driver loop
+    @contextlib.contextmanager
+    def critical_path(self) -> Iterator[None]:
+        """The driver loop runs: writes other than run creations wait for it (see the module docstring)."""
+        self._set_busy(True)
+        try:
+            yield
+        finally:
+            self._set_busy(False)
+
+    @contextlib.contextmanager
+    def driver_waiting(self) -> Iterator[None]:
+        """The driver loop blocks (waiting for workers): the writer's turn."""
+        busy = self._driver_busy
+        self._set_busy(False)
+        try:
+            yield
+        finally:
+            self._set_busy(busy)
+
+    def _set_busy(self, busy: bool) -> None:
+        with self._cond:
+            self._driver_busy = busy
+            self._cond.notify_all()
+
+    def _defer(self) -> None:
+        """Wait (at most DEFER_MAX_S) while the driver loop is on its critical path -- not for a run waiting
+        to be created (a trial's end needs its id), nor at flush or close -- then create the runs waiting."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not self._driver_busy or self._creates or self._stopping or self._flushing,
+                DEFER_MAX_S,
+            )
+        self._create_waiting()
 
     # -------------------------------------------------------------------------------------- waiting
     def run_id(self, run: str, timeout_s: float | None = None) -> str | None:
@@ -199,16 +245,20 @@ class TrackingWriter:
                 self._ops.clear()
                 done = self._stopping and not self._creates and not ops
             applied = self._apply(ops)
-            self._maybe_refresh()
             with self._cond:
+                self._taken_total += len(ops)
                 self._unapplied -= applied
                 self._cond.notify_all()
+            if self._refresh is not None:  # it may wait for the writes just applied
+                self._maybe_refresh()
             if done:
                 return
 
     def _has_work(self) -> bool:
-        refresh_due = self._refresh is not None and (
-            self._force_refresh or time.monotonic() >= self._refresh_due
+        refresh_due = (
+            self._refresh is not None
+            and (self._force_refresh or time.monotonic() >= self._refresh_due)
+            and self._taken_total >= self._refresh_after
         )
         return bool(self._creates or self._ops or self._stopping or refresh_due or self._held_due())
 
@@ -232,6 +282,8 @@ class TrackingWriter:
         pending: dict[str, Rows] = {}
         for op in ops:
             self._create_waiting()
+            if not isinstance(op, _Metrics):
+                self._defer()
             if isinstance(op, _Metrics):
                 pending.setdefault(op.run, []).extend(op.rows)
             elif isinstance(op, _End):
@@ -264,10 +316,12 @@ class TrackingWriter:
             force = self._stopping or self._flushing
         now = time.monotonic()
         for run in [r for r, (_, t) in self._held.items() if force or now >= t]:
+            self._defer()
             self._call(self.tracker.log_params, run, self._take_held(run))
 
     def _flush_metrics(self, pending: dict[str, Rows]) -> None:
         for run, rows in pending.items():
+            self._defer()
             self._call(self.tracker.log_metrics, run, rows, None, self._take_held(run))
         pending.clear()
 
@@ -299,9 +353,12 @@ class TrackingWriter:
             fn = self._refresh
             if fn is None or not (self._force_refresh or time.monotonic() >= self._refresh_due):
                 return
+            if self._taken_total < self._refresh_after:  # a write queued before it is not applied yet
+                return
             self._refresh = None
             self._force_refresh = False
             self._refreshing = True
+        self._defer()
         t0 = time.monotonic()
         self._call(fn, self.tracker)
         cost = time.monotonic() - t0
