@@ -15,9 +15,7 @@ close.  The study summaries (:meth:`TrackingWriter.refresh`) are recomputed at m
 While the driver loop is on its critical path (a trial's end, the next trial's ask and start:
 :meth:`TrackingWriter.critical_path`, except inside :meth:`TrackingWriter.driver_waiting`) each write but a
 run's creation waits for it, at most :data:`DEFER_MAX_S`: the writer thread shares the interpreter (and the
-cores) with the driver and would otherwise slow every trial's bookkeeping.  Writes do not wait while more
-than :data:`DEFER_MAX_BACKLOG` are queued (MLflow stays within seconds of the driver in a flood of short
-trials), nor at flush and close.
+cores) with the driver and would otherwise slow every trial's bookkeeping; flush and close wait for nothing.
 
 :meth:`TrackingWriter.close` drains everything (normal end, exception, Ctrl-C alike).  A crash that loses
 queued writes leaves runs RUNNING, which the next submit closes (:meth:`~orchestrator.tracking.Tracker.
@@ -46,7 +44,6 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_COST_FACTOR = 4.0  # a refresh that took t seconds waits at least this many times t for the next
 PARAMS_HOLD_S = 1.0  # a run's params wait at most this long to share a request with its next write
 DEFER_MAX_S = 0.05  # a write waits at most this long for the driver loop to leave its critical path
-DEFER_MAX_BACKLOG = 60  # ... and not at all while more writes than this wait: MLflow lags a few s at most
 
 
 @dataclass(frozen=True)
@@ -191,13 +188,7 @@ class TrackingWriter:
         to be created (a trial's end needs its id), nor at flush or close -- then create the runs waiting."""
         with self._cond:
             self._cond.wait_for(
-                lambda: (
-                    not self._driver_busy
-                    or self._creates
-                    or self._stopping
-                    or self._flushing
-                    or self._unapplied > DEFER_MAX_BACKLOG
-                ),
+                lambda: not self._driver_busy or self._creates or self._stopping or self._flushing,
                 DEFER_MAX_S,
             )
         self._create_waiting()
