@@ -181,13 +181,17 @@ def test_iel_submit_piped_prints_plain_lines(tmp_path: Path) -> None:
     )
     path = write_study(tmp_path, doc)
     home = tmp_path / "home"
-    proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--home", str(home)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def submit() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--home", str(home)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    proc = submit()
     assert proc.returncode == 1, proc.stderr[-3000:]  # one trial failed for good
     out = proc.stdout.splitlines()
     assert "\x1b" not in proc.stdout
@@ -214,13 +218,7 @@ def test_iel_submit_piped_prints_plain_lines(tmp_path: Path) -> None:
         "seed 0: [error] IELError: no-op trial failed on purpose in epoch 2 (noop.fail_at_epoch)"
     )
     # the same home again: the stores first (what is recorded decides whether Ray starts at all)
-    again = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "submit", str(path), "--home", str(home)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = submit()
     assert again.returncode == 1, again.stderr[-3000:]  # the failed trial runs again, and fails again
     phases = [line for line in again.stdout.splitlines() if line.endswith("...")]
     assert phases == ["opening stores...", "starting Ray...", "workers starting..."]

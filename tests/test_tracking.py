@@ -232,22 +232,22 @@ def test_held_params_are_written_when_their_time_is_up_and_at_flush(
     parent = tracker.ensure_run(exp, "cell", {"iel.role": "cell", "iel.cell": "c"})
     client = MlflowClient(tracker.tracking_uri)
 
-    monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", 3600.0)
-    writer = TrackingWriter(tracker)
-    key = writer.create_trial(exp, parent, "held", {})
-    writer.log_params(key, {"lr": 0.1})
-    run_id = writer.run_id(key, 60)
-    assert run_id is not None
+    def params_only(name: str, lr: float, hold_s: float) -> tuple[TrackingWriter, str]:
+        """A writer holding params for ``hold_s``, and a run with nothing but its params queued."""
+        monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", hold_s)
+        writer = TrackingWriter(tracker)
+        key = writer.create_trial(exp, parent, name, {})
+        writer.log_params(key, {"lr": lr})
+        run_id = writer.run_id(key, 60)
+        assert run_id is not None
+        return writer, run_id
+
+    writer, run_id = params_only("held", 0.1, 3600.0)
     writer.flush()
     assert client.get_run(run_id).data.params == {"lr": "0.1"}
     writer.close()
 
-    monkeypatch.setattr(tracking_writer, "PARAMS_HOLD_S", 0.05)
-    writer = TrackingWriter(tracker)
-    key = writer.create_trial(exp, parent, "timed", {})
-    writer.log_params(key, {"lr": 0.2})
-    run_id = writer.run_id(key, 60)
-    assert run_id is not None
+    writer, run_id = params_only("timed", 0.2, 0.05)
     deadline = time.monotonic() + 60  # a liveness bound, not a timing assertion
     while not client.get_run(run_id).data.params and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -270,7 +270,7 @@ class StudyRunner:
                 stores = Stores.open(self.settings, self.spec.name, self.owner)
             except BaseException:
                 if early is not None:
-                    early[1].shutdown()
+                    early.shutdown()
                 raise
             try:
                 study_run = self._drive(stores, early)
@@ -322,7 +322,7 @@ class StudyRunner:
         self.guard.install()  # ray.init replaced the SIGTERM handler with a bare sys.exit
         return check_resources(self.spec, self.allow_cpu)
 
-    def _start_early(self) -> tuple[WorkerResources, WorkerPool] | None:
+    def _start_early(self) -> WorkerPool | None:
         """On a new home (its SQLite results database does not exist yet) nothing is recorded, so nothing can
         be refused, kept or reused: Ray and the workers start first, and the workers start while the
         stores are created (a new home's stores take 1-3 s to create).  None elsewhere."""
@@ -332,13 +332,13 @@ class StudyRunner:
         resources = self._resources(idle=False)
         pool = WorkerPool(self.max_concurrent, resources, worker_env(resources))
         pool.grow(min(self.max_concurrent, max(1, self.plan.n_trials())))
-        return resources, pool
+        return pool
 
-    def _drive(self, stores: Stores, early: tuple[WorkerResources, WorkerPool] | None = None) -> str:
+    def _drive(self, stores: Stores, early: WorkerPool | None = None) -> str:
         # The cluster is checked before anything is recorded: a study it cannot run leaves no trace.
         # An edit (or changed data or code) that would mix results is refused before Ray starts -- or, on a
         # new home, where Ray started first, still refused here (another driver may have been faster).
-        pool = early[1] if early is not None else None
+        pool = early
         try:
             check_against_recorded(stores.db, self.spec, self.plan)
             if pool is None:

@@ -6,9 +6,10 @@ reads every unfinished and new trial back from the database at each ``get_all_tr
 in the driver.  The driver is the only writer of its cells' Optuna studies while it runs (the study's
 driver lock), so :class:`SingleWriterCache` reads each study once and then applies every write made
 through it to its cached copy as well: a trial's params, attributes and intermediate values as written,
-and, when a trial ends, the trial as the database then holds it (one read per trial, so its state, values
-and times are the stored ones).  What Optuna stores is unchanged (every write still goes to the database,
-through the same storage methods), and so is what samplers and pruners see.  Not for a storage that other
+and, when a trial ends, its state, values and completion time as written (the last extras staged with
+the end go in the same transaction, ``BatchRDBStorage.end_trial``; an end written otherwise is read back
+once).  A sampled param is written with the trial's next write.  What Optuna stores is unchanged (the same
+rows as Optuna's own storage methods write), and so is what samplers and pruners see.  Not for a storage that other
 processes write while this one runs: their writes would not be seen until the next start.
 """
 
@@ -23,7 +24,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
-Param = tuple[str, float, distributions.BaseDistribution]  # name, internal value, distribution
+from orchestrator.driver.storage import Param
 
 
 class SingleWriterCache(_CachedStorage):
@@ -88,13 +89,11 @@ class SingleWriterCache(_CachedStorage):
             when = self._backend.end_trial(  # type: ignore[attr-defined]
                 trial_id, *staged, state, values, self._params.get(trial_id, ())
             )
-        except UpdateFinishedTrialError:
-            self._staged.pop(trial_id, None)  # ended by an earlier attempt of this write, or elsewhere
-            self._params.pop(trial_id, None)
+        except UpdateFinishedTrialError:  # ended by an earlier attempt of this write, or elsewhere
+            self._written(trial_id)
             self._reload(trial_id)
             raise
-        self._staged.pop(trial_id, None)
-        self._params.pop(trial_id, None)
+        self._written(trial_id)
         if when is None:
             self._reload(trial_id)
             return False
@@ -112,6 +111,11 @@ class SingleWriterCache(_CachedStorage):
         transaction (``BatchRDBStorage.end_trial``).  :meth:`unstage` takes back what was not written."""
         self._staged[trial_id] = (dict(user_attrs), dict(intermediate))
         self._apply_extras(trial_id, user_attrs, intermediate)
+
+    def _written(self, trial_id: int) -> None:
+        """Forget what was staged for the trial (written, or no longer writable)."""
+        self._staged.pop(trial_id, None)
+        self._params.pop(trial_id, None)
 
     def unstage(self, trial_id: int) -> tuple[dict[str, Any], dict[int, float]] | None:
         """The extras staged for ``trial_id`` and not written yet (None when none are left)."""

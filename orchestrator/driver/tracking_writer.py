@@ -44,6 +44,7 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_COST_FACTOR = 4.0  # a refresh that took t seconds waits at least this many times t for the next
 PARAMS_HOLD_S = 1.0  # a run's params wait at most this long to share a request with its next write
 DEFER_MAX_S = 0.05  # a write waits at most this long for the driver loop to leave its critical path
+DEFER_POLL_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -179,18 +180,22 @@ class TrackingWriter:
             self._set_busy(busy)
 
     def _set_busy(self, busy: bool) -> None:
-        with self._cond:
-            self._driver_busy = busy
-            self._cond.notify_all()
+        # A plain assignment, no lock: the driver's thread calls this around every wait, where a Ctrl-C
+        # can arrive at any bytecode; an interrupt between taking and releasing a lock would leave it
+        # held and the writer stuck.  The writer polls the flag (see _defer).
+        self._driver_busy = busy
 
     def _defer(self) -> None:
-        """Wait (at most DEFER_MAX_S) while the driver loop is on its critical path -- not for a run waiting
-        to be created (a trial's end needs its id), nor at flush or close -- then create the runs waiting."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: not self._driver_busy or self._creates or self._stopping or self._flushing,
-                DEFER_MAX_S,
-            )
+        """Wait (at most DEFER_MAX_S, polling every DEFER_POLL_S) while the driver loop is on its critical
+        path -- not for a run waiting to be created (a trial's end needs its id), nor at flush or close --
+        then create the runs waiting."""
+        deadline = time.monotonic() + DEFER_MAX_S
+        while (
+            self._driver_busy
+            and not (self._creates or self._stopping or self._flushing)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(DEFER_POLL_S)
         self._create_waiting()
 
     # -------------------------------------------------------------------------------------- waiting
@@ -255,12 +260,15 @@ class TrackingWriter:
                 return
 
     def _has_work(self) -> bool:
-        refresh_due = (
+        return bool(self._creates or self._ops or self._stopping or self._refresh_ready() or self._held_due())
+
+    def _refresh_ready(self) -> bool:
+        """A refresh waits, is due (or forced), and every write queued before it was applied."""
+        return (
             self._refresh is not None
             and (self._force_refresh or time.monotonic() >= self._refresh_due)
             and self._taken_total >= self._refresh_after
         )
-        return bool(self._creates or self._ops or self._stopping or refresh_due or self._held_due())
 
     def _held_due(self) -> bool:
         return bool(self._held) and (
@@ -281,12 +289,12 @@ class TrackingWriter:
         held_before = len(self._held)
         pending: dict[str, Rows] = {}
         for op in ops:
-            self._create_waiting()
-            if not isinstance(op, _Metrics):
-                self._defer()
-            if isinstance(op, _Metrics):
+            if isinstance(op, _Metrics):  # gathered, written with the run's end or after the batch
+                self._create_waiting()
                 pending.setdefault(op.run, []).extend(op.rows)
-            elif isinstance(op, _End):
+                continue
+            self._defer()  # (and creates the runs waiting)
+            if isinstance(op, _End):
                 rows = pending.pop(op.run, []) + op.rows
                 params = self._take_held(op.run)
                 self._call(self.tracker.finish, op.run, op.status, op.error, op.tags, rows, params)
@@ -351,9 +359,7 @@ class TrackingWriter:
     def _maybe_refresh(self) -> None:
         with self._cond:
             fn = self._refresh
-            if fn is None or not (self._force_refresh or time.monotonic() >= self._refresh_due):
-                return
-            if self._taken_total < self._refresh_after:  # a write queued before it is not applied yet
+            if fn is None or not self._refresh_ready():
                 return
             self._refresh = None
             self._force_refresh = False
